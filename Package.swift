@@ -1,0 +1,33 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "dpft",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "DPFT", targets: ["DPFT"]),
+        .executable(name: "dpft", targets: ["dpft"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // OpenBLAS is loaded at run time (dlopen) so that OPENBLAS_CORETYPE can be chosen
+        // from the CPU's features before the library reads it (DESIGN.md §8).
+        .target(name: "CBLAS", linkerSettings: [.linkedLibrary("dl")]),
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5-serial",
+                       providers: [.apt(["libhdf5-dev"])]),
+        .target(name: "CSentencePiece",
+                linkerSettings: [.linkedLibrary("sentencepiece"),
+                                 .linkedLibrary("sentencepiece_train"),
+                                 .linkedLibrary("stdc++")]),
+        .target(name: "DPFT", dependencies: ["CBLAS", "CHDF5", "CSentencePiece"]),
+        .executableTarget(name: "dpft", dependencies: [
+            "DPFT",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "DPFTTests", dependencies: ["DPFT"],
+                    resources: [.copy("Fixtures")]),
+    ],
+    cxxLanguageStandard: .cxx17
+)

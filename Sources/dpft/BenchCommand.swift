@@ -1,0 +1,90 @@
+import ArgumentParser
+import DPFT
+import Foundation
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Micro-benchmarks of the kernels dpft relies on.",
+        subcommands: [Gemm.self])
+
+    struct Gemm: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "sgemm GFLOP/s for square sizes, with the OpenBLAS core in use.",
+            discussion: """
+                Unless --no-baseline is given, the same sizes are also measured in a child \
+                process forced onto OpenBLAS's generic `Prescott` kernels, so the gain from \
+                dpft's automatic core selection is visible in one run.
+                """)
+
+        @Option(name: .long, parsing: .upToNextOption, help: "Matrix sizes to time.")
+        var sizes: [Int] = [512, 1024, 2048]
+
+        @Option(help: "Timed repetitions per size (the best is reported).")
+        var repeats: Int = 3
+
+        @Flag(help: "Skip the Prescott baseline measurement.")
+        var noBaseline = false
+
+        @Flag(help: "Print JSON instead of a table.")
+        var json = false
+
+        func run() throws {
+            guard sizes.allSatisfy({ $0 > 0 && $0 <= 16384 }) else {
+                throw ValidationError("--sizes must be between 1 and 16384")
+            }
+            let results = try GemmBenchmark.run(sizes: sizes, repeats: repeats)
+            let core = BLAS.coreName
+            var baseline: [GemmBenchmark.Result]? = nil
+            if !noBaseline && core != "Prescott" {
+                baseline = try measureBaseline()
+            }
+            if json {
+                var object: [String: Any] = [
+                    "core": core, "threads": BLAS.threadCount,
+                    "results": results.map { ["size": $0.size, "gflops": $0.gflops] },
+                ]
+                if let baseline {
+                    object["baseline_core"] = "Prescott"
+                    object["baseline_results"] = baseline.map { ["size": $0.size, "gflops": $0.gflops] }
+                }
+                let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+                print(String(decoding: data, as: UTF8.self))
+                return
+            }
+            let source = BLAS.coreTypeChosenByDPFT ? "chosen by dpft from CPU flags"
+                : (ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"].map { "OPENBLAS_CORETYPE=\($0) set by user" } ?? "OpenBLAS's own detection")
+            print("OpenBLAS core: \(core) (\(source)), \(BLAS.threadCount) threads")
+            for (index, result) in results.enumerated() {
+                var line = "  sgemm \(result.size)×\(result.size): \(String(format: "%7.1f", result.gflops)) GFLOP/s"
+                if let baseline, index < baseline.count {
+                    line += String(format: "   Prescott: %6.1f GFLOP/s   speed-up %.1f×",
+                                   baseline[index].gflops, result.gflops / baseline[index].gflops)
+                }
+                print(line)
+            }
+        }
+
+        /// Runs this command again in a child process pinned to the Prescott kernels.
+        private func measureBaseline() throws -> [GemmBenchmark.Result] {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
+            if !FileManager.default.fileExists(atPath: "/proc/self/exe") {
+                process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
+            }
+            process.arguments = ["bench", "gemm", "--no-baseline", "--json", "--repeats", String(repeats), "--sizes"] + sizes.map(String.init)
+            var environment = ProcessInfo.processInfo.environment
+            environment["OPENBLAS_CORETYPE"] = "Prescott"
+            process.environment = environment
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            try process.run()
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            struct Row: Decodable { var size: Int; var gflops: Double }
+            struct Raw: Decodable { var core: String; var results: [Row] }
+            let raw = try JSONDecoder().decode(Raw.self, from: data)
+            return raw.results.map { GemmBenchmark.Result(size: $0.size, seconds: 2 * Double($0.size * $0.size * $0.size) / $0.gflops / 1e9, gflops: $0.gflops) }
+        }
+    }
+}

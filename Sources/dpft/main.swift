@@ -1,0 +1,11 @@
+import ArgumentParser
+import DPFT
+
+struct DPFTCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dpft",
+        abstract: "Differentially private fine-tuning of transformer language models on CPUs.",
+        subcommands: [BenchCommand.self])
+}
+
+DPFTCommand.main()
