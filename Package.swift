@@ -26,8 +26,8 @@ let package = Package(
             "DPFT",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "DPFTTests", dependencies: ["DPFT"],
-                    resources: [.copy("Fixtures")]),
+        // Fixtures are read from the source tree (see Tests/DPFTTests/TestSupport.swift).
+        .testTarget(name: "DPFTTests", dependencies: ["DPFT"], exclude: ["Fixtures"]),
     ],
     cxxLanguageStandard: .cxx17
 )
