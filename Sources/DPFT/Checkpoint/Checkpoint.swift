@@ -1,0 +1,162 @@
+import Foundation
+
+/// A dpft checkpoint: a model's config and named float32 tensors, plus optional LoRA
+/// adapters, privacy ledger and tokenizer (DESIGN.md §6).
+///
+/// On disk it is a plain HDF5 file:
+///
+///     /                      attrs format = "dpft", format_version = 1, model_type, config (JSON)
+///     /tensors/<HF name>     float32 datasets (linear weights [out, in] in every family)
+///     /adapters/<PEFT name>  LoRA tensors, attr adapter_config (JSON)
+///     /privacy               attr ledger (JSON)
+///     /tokenizer             uint8 dataset: the SentencePiece model bytes
+public struct Checkpoint {
+    /// The `format_version` this build writes and the newest it reads.
+    public static let formatVersion: Int64 = 1
+
+    public var config: ModelConfig
+    /// Model tensors by HF name (see `ModelConfig.parameterSpecs`).
+    public var tensors: [String: Tensor]
+    /// LoRA tensors by PEFT name; empty when the model has no adapters.
+    public var adapters: [String: Tensor] = [:]
+    /// PEFT `adapter_config.json` text, present when `adapters` is not empty.
+    public var adapterConfig: String?
+    /// The privacy ledger (JSON text); nil for a non-private checkpoint.
+    public var privacyLedger: String?
+    /// Serialized SentencePiece model, so that the checkpoint stands alone.
+    public var tokenizerModel: [UInt8]?
+
+    public init(config: ModelConfig, tensors: [String: Tensor]) {
+        self.config = config
+        self.tensors = tensors
+    }
+
+    /// A randomly initialised model: weights and embeddings normal(0, 0.02), norm weights 1,
+    /// biases 0. The same seed gives the same tensors.
+    public static func initialized(config: ModelConfig, seed: UInt64) -> Checkpoint {
+        var generator = SeededGenerator(seed: seed)
+        var tensors: [String: Tensor] = [:]
+        for spec in config.parameterSpecs {
+            let tensor = Tensor(zeros: spec.shape)
+            switch spec.kind {
+            case .embedding, .positionEmbedding, .linearWeight, .router:
+                tensor.fillNormal(std: 0.02, using: &generator)
+            case .normWeight:
+                tensor.fill(1)
+            case .linearBias, .normBias:
+                break
+            }
+            tensors[spec.name] = tensor
+        }
+        return Checkpoint(config: config, tensors: tensors)
+    }
+
+    /// Checks that `tensors` holds exactly the config's parameters with their shapes.
+    public func validate(source: String) throws {
+        let specs = config.parameterSpecs
+        for spec in specs {
+            guard let tensor = tensors[spec.name] else {
+                throw CheckpointError.missingTensor(path: source, name: spec.name)
+            }
+            guard tensor.shape == spec.shape else {
+                throw CheckpointError.shapeMismatch(path: source, name: spec.name,
+                                                    expected: spec.shape, found: tensor.shape)
+            }
+        }
+        let known = Set(specs.map(\.name))
+        if let extra = tensors.keys.sorted().first(where: { !known.contains($0) }) {
+            throw CheckpointError.unexpectedTensor(path: source, name: extra)
+        }
+    }
+
+    // MARK: Writing
+
+    /// Writes the checkpoint atomically (temporary file, then rename).
+    public func write(to url: URL) throws {
+        try validate(source: url.path)
+        try writeAtomically(to: url) { temporary in
+            let file = try HDF5File.create(temporary.path)
+            try file.setAttribute("format", .string("dpft"))
+            try file.setAttribute("format_version", .integer(Self.formatVersion))
+            try file.setAttribute("model_type", .string(config.modelType.rawValue))
+            try file.setAttribute("config", .string(config.json))
+            try file.createGroup("/tensors")
+            for spec in config.parameterSpecs {
+                try file.writeTensor(tensors[spec.name]!, at: "/tensors/\(spec.name)")
+            }
+            if !adapters.isEmpty {
+                try file.createGroup("/adapters")
+                try file.setAttribute("adapter_config", .string(adapterConfig ?? "{}"), on: "/adapters")
+                for name in adapters.keys.sorted() {
+                    try file.writeTensor(adapters[name]!, at: "/adapters/\(name)")
+                }
+            }
+            if let privacyLedger {
+                try file.createGroup("/privacy")
+                try file.setAttribute("ledger", .string(privacyLedger), on: "/privacy")
+            }
+            if let tokenizerModel {
+                try file.writeBytes(tokenizerModel, at: "/tokenizer")
+                try file.setAttribute("kind", .string("sentencepiece"), on: "/tokenizer")
+            }
+            try file.flush()
+        }
+    }
+
+    // MARK: Reading
+
+    /// Reads and validates a checkpoint: the format marker, the config, and every tensor's
+    /// presence and shape. Errors name the file and the tensor.
+    public static func read(from url: URL) throws -> Checkpoint {
+        let path = url.path
+        let file = try HDF5File.openForReading(path)
+        guard let format = try file.attribute("format") else {
+            throw CheckpointError.wrongFormat(path: path, found: "(none)")
+        }
+        guard format.stringValue == "dpft" else {
+            throw CheckpointError.wrongFormat(path: path, found: format.stringValue ?? "\(format)")
+        }
+        if case .integer(let version)? = try file.attribute("format_version"), version > formatVersion {
+            throw CheckpointError.unsupportedVersion(path: path, found: version)
+        }
+        guard let configText = try file.attribute("config")?.stringValue else {
+            throw CheckpointError.missingAttribute(path: path, name: "config")
+        }
+        let config = try ModelConfig(json: Data(configText.utf8), source: "\(path) (attribute `config`)")
+
+        guard file.isGroup("/tensors") else {
+            throw CheckpointError.missingTensor(path: path, name: config.parameterSpecs.first?.name ?? "/tensors")
+        }
+        let specs = config.parameterSpecs
+        let known = Set(specs.map(\.name))
+        if let extra = try file.children(of: "/tensors").first(where: { !known.contains($0) }) {
+            throw CheckpointError.unexpectedTensor(path: path, name: extra)
+        }
+        var tensors: [String: Tensor] = [:]
+        for spec in specs {
+            let objectPath = "/tensors/\(spec.name)"
+            guard file.exists(objectPath) else {
+                throw CheckpointError.missingTensor(path: path, name: spec.name)
+            }
+            let shape = try file.shape(of: objectPath)
+            guard shape == spec.shape else {
+                throw CheckpointError.shapeMismatch(path: path, name: spec.name, expected: spec.shape, found: shape)
+            }
+            tensors[spec.name] = try file.readTensor(at: objectPath)
+        }
+        var checkpoint = Checkpoint(config: config, tensors: tensors)
+        if file.isGroup("/adapters") {
+            for name in try file.children(of: "/adapters") {
+                checkpoint.adapters[name] = try file.readTensor(at: "/adapters/\(name)")
+            }
+            checkpoint.adapterConfig = try file.attribute("adapter_config", on: "/adapters")?.stringValue
+        }
+        if file.exists("/privacy") {
+            checkpoint.privacyLedger = try file.attribute("ledger", on: "/privacy")?.stringValue
+        }
+        if file.exists("/tokenizer") {
+            checkpoint.tokenizerModel = try file.readBytes(at: "/tokenizer")
+        }
+        return checkpoint
+    }
+}

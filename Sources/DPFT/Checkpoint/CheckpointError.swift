@@ -1,0 +1,41 @@
+/// Errors reading or writing dpft checkpoints; every case names the file and the object.
+public enum CheckpointError: Error, CustomStringConvertible, Equatable {
+    case fileNotFound(path: String)
+    case notHDF5(path: String)
+    case wrongFormat(path: String, found: String)
+    case unsupportedVersion(path: String, found: Int64)
+    case missingAttribute(path: String, name: String)
+    case missingTensor(path: String, name: String)
+    case unexpectedTensor(path: String, name: String)
+    case shapeMismatch(path: String, name: String, expected: [Int], found: [Int])
+    case wrongType(path: String, object: String, expected: String)
+    case hdf5(path: String, object: String, operation: String)
+    case writeFailed(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .fileNotFound(let path):
+            return "\(path): no such file. Check the path, or create a checkpoint with `dpft init` or `dpft import`."
+        case .notHDF5(let path):
+            return "\(path): not an HDF5 file. dpft checkpoints are HDF5 files written by `dpft init`, `dpft import` or training."
+        case .wrongFormat(let path, let found):
+            return "\(path): root attribute `format` is \"\(found)\", expected \"dpft\" — this HDF5 file is not a dpft checkpoint. Convert Hugging Face models with `dpft import`."
+        case .unsupportedVersion(let path, let found):
+            return "\(path): checkpoint format_version \(found) is newer than this dpft understands (1). Upgrade dpft."
+        case .missingAttribute(let path, let name):
+            return "\(path): root attribute `\(name)` is missing; the checkpoint is incomplete."
+        case .missingTensor(let path, let name):
+            return "\(path): tensor `\(name)` is missing; the model's config requires it."
+        case .unexpectedTensor(let path, let name):
+            return "\(path): tensor `\(name)` is not part of the model its config describes."
+        case .shapeMismatch(let path, let name, let expected, let found):
+            return "\(path): tensor `\(name)` has shape \(found), but the config requires \(expected)."
+        case .wrongType(let path, let object, let expected):
+            return "\(path): `\(object)` has the wrong type; expected \(expected)."
+        case .hdf5(let path, let object, let operation):
+            return "\(path): HDF5 could not \(operation) at `\(object)`."
+        case .writeFailed(let path, let reason):
+            return "\(path): could not write: \(reason)."
+        }
+    }
+}
