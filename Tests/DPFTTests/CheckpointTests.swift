@@ -71,6 +71,14 @@ import Testing
         #expect(mixtral["model.layers.0.block_sparse_moe.experts.2.w2.weight"] == [8, 12])
     }
 
+    @Test func ropeThetaIsReadFromTransformers5RopeParameters() throws {
+        let nested = try Self.config(#"{"model_type": "llama", "rope_parameters": {"rope_theta": 500000.0, "rope_type": "default"}}"#)
+        #expect(nested.ropeTheta == 500000)
+        let legacy = try Self.config(#"{"model_type": "llama", "rope_theta": 250000.0}"#)
+        #expect(legacy.ropeTheta == 250000)
+        #expect(try Self.config(#"{"model_type": "mixtral"}"#).ropeTheta == 1e6)
+    }
+
     // MARK: Typed errors, each naming the file and the object
 
     @Test func missingFileIsNamed() throws {
@@ -181,6 +189,8 @@ import Testing
         (#"{"model_type": "llama", "rope_scaling": {"type": "linear", "factor": 2}}"#, "rope_scaling"),
         (#"{"model_type": "mixtral", "num_local_experts": 2, "num_experts_per_tok": 3}"#, "num_experts_per_tok"),
         (#"{"n_embd": 8}"#, "model_type"),
+        (#"{"model_type": "llama", "rope_parameters": {"rope_type": "yarn", "rope_theta": 1e4}}"#, "rope_parameters.rope_type"),
+        (#"{"model_type": "llama", "rope_parameters": {"rope_theta": -1}}"#, "rope_parameters.rope_theta"),
     ])
     func badConfigValuesNameTheKey(json: String, key: String) throws {
         let error = #expect(throws: ConfigError.self) { try Self.config(json) }

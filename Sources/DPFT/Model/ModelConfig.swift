@@ -122,7 +122,24 @@ public struct ModelConfig: Sendable, Equatable {
             intermediateSize = try keys.positive("intermediate_size", default: isMixtral ? 14336 : 11008)
             maxPositions = try keys.positive("max_position_embeddings", default: isMixtral ? 131072 : 2048)
             normEpsilon = try keys.positiveReal("rms_norm_eps", default: isMixtral ? 1e-5 : 1e-6)
-            ropeTheta = try keys.positiveReal("rope_theta", default: isMixtral ? 1e6 : 10000)
+            // transformers ≥ 5 nests the rotary settings in `rope_parameters`; older files
+            // have a top-level `rope_theta` and an optional `rope_scaling`.
+            let ropeParameters = dictionary["rope_parameters"].flatMap { $0 is NSNull ? nil : $0 }
+            if let ropeParameters {
+                guard let nested = ropeParameters as? [String: Any] else {
+                    throw ConfigError.invalidValue(source: source, key: "rope_parameters", value: "\(ropeParameters)",
+                                                   reason: "expected an object")
+                }
+                let rope = ConfigKeys(dictionary: nested, source: source, prefix: "rope_parameters.")
+                let ropeType = try rope.string("rope_type") ?? "default"
+                guard ropeType == "default" else {
+                    throw ConfigError.invalidValue(source: source, key: "rope_parameters.rope_type", value: "\"\(ropeType)\"",
+                                                   reason: "only the default (unscaled) rotary embedding is supported")
+                }
+                ropeTheta = try rope.positiveReal("rope_theta", default: isMixtral ? 1e6 : 10000)
+            } else {
+                ropeTheta = try keys.positiveReal("rope_theta", default: isMixtral ? 1e6 : 10000)
+            }
             tiedEmbeddings = try keys.bool("tie_word_embeddings", default: false)
             expertCount = isMixtral ? try keys.positive("num_local_experts", default: 8) : 0
             expertsPerToken = isMixtral ? try keys.positive("num_experts_per_tok", default: 2) : 0
@@ -158,9 +175,10 @@ public struct ModelConfig: Sendable, Equatable {
                 "vocab_size": vocabularySize, "hidden_size": hiddenSize, "num_hidden_layers": layerCount,
                 "num_attention_heads": headCount, "num_key_value_heads": keyValueHeadCount,
                 "intermediate_size": intermediateSize, "max_position_embeddings": maxPositions,
-                "rms_norm_eps": normEpsilon, "rope_theta": ropeTheta, "tie_word_embeddings": tiedEmbeddings,
+                "rms_norm_eps": normEpsilon, "tie_word_embeddings": tiedEmbeddings,
                 "hidden_act": activation, "head_dim": headDimension,
             ]
+            if ropeParameters == nil { values["rope_theta"] = ropeTheta }
             if isMixtral {
                 values["num_local_experts"] = expertCount
                 values["num_experts_per_tok"] = expertsPerToken
@@ -176,11 +194,13 @@ public struct ModelConfig: Sendable, Equatable {
 private struct ConfigKeys {
     let dictionary: [String: Any]
     let source: String
+    /// Prepended to key names in messages (for nested objects).
+    var prefix = ""
 
     func string(_ key: String) throws -> String? {
         guard let value = dictionary[key], !(value is NSNull) else { return nil }
         guard let text = value as? String else {
-            throw ConfigError.invalidValue(source: source, key: key, value: "\(value)", reason: "expected a string")
+            throw ConfigError.invalidValue(source: source, key: prefix + key, value: "\(value)", reason: "expected a string")
         }
         return text
     }
@@ -189,10 +209,10 @@ private struct ConfigKeys {
         guard let value = dictionary[key], !(value is NSNull) else { return fallback }
         guard let number = value as? NSNumber, !isBoolean(number),
               let integer = Int(exactly: number.doubleValue) else {
-            throw ConfigError.invalidValue(source: source, key: key, value: "\(value)", reason: "expected a whole number")
+            throw ConfigError.invalidValue(source: source, key: prefix + key, value: "\(value)", reason: "expected a whole number")
         }
         guard integer > 0 && integer <= 1 << 24 else {
-            throw ConfigError.invalidValue(source: source, key: key, value: "\(integer)",
+            throw ConfigError.invalidValue(source: source, key: prefix + key, value: "\(integer)",
                                            reason: "expected a positive number no larger than \(1 << 24)")
         }
         return integer
@@ -201,11 +221,11 @@ private struct ConfigKeys {
     func positiveReal(_ key: String, default fallback: Double) throws -> Double {
         guard let value = dictionary[key], !(value is NSNull) else { return fallback }
         guard let number = value as? NSNumber, !isBoolean(number) else {
-            throw ConfigError.invalidValue(source: source, key: key, value: "\(value)", reason: "expected a number")
+            throw ConfigError.invalidValue(source: source, key: prefix + key, value: "\(value)", reason: "expected a number")
         }
         let real = number.doubleValue
         guard real > 0 && real.isFinite else {
-            throw ConfigError.invalidValue(source: source, key: key, value: "\(real)", reason: "expected a positive number")
+            throw ConfigError.invalidValue(source: source, key: prefix + key, value: "\(real)", reason: "expected a positive number")
         }
         return real
     }
@@ -213,7 +233,7 @@ private struct ConfigKeys {
     func bool(_ key: String, default fallback: Bool) throws -> Bool {
         guard let value = dictionary[key], !(value is NSNull) else { return fallback }
         guard let number = value as? NSNumber, isBoolean(number) else {
-            throw ConfigError.invalidValue(source: source, key: key, value: "\(value)", reason: "expected true or false")
+            throw ConfigError.invalidValue(source: source, key: prefix + key, value: "\(value)", reason: "expected true or false")
         }
         return number.boolValue
     }
