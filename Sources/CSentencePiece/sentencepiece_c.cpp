@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -19,16 +20,29 @@ static void write_error(char *error, size_t capacity, const std::string &message
     }
 }
 
+// Swift passes a NULL base address for an empty buffer; std::string(NULL, 0) is undefined.
+static std::string make_string(const char *bytes, size_t length) {
+    return bytes == nullptr ? std::string() : std::string(bytes, length);
+}
+
+// No C++ exception may cross into Swift (it would terminate the process): each entry point
+// below turns one into an error message.
+
 extern "C" dpft_spm *dpft_spm_load(const char *bytes, size_t length, char *error,
                                    size_t capacity) {
-    auto *model = new dpft_spm();
-    auto status = model->processor.LoadFromSerializedProto(std::string(bytes, length));
-    if (!status.ok()) {
-        write_error(error, capacity, status.ToString());
-        delete model;
+    try {
+        auto *model = new dpft_spm();
+        auto status = model->processor.LoadFromSerializedProto(make_string(bytes, length));
+        if (!status.ok()) {
+            write_error(error, capacity, status.ToString());
+            delete model;
+            return nullptr;
+        }
+        return model;
+    } catch (const std::exception &e) {
+        write_error(error, capacity, e.what());
         return nullptr;
     }
-    return model;
 }
 
 extern "C" void dpft_spm_free(dpft_spm *model) { delete model; }
@@ -41,15 +55,20 @@ extern "C" int dpft_spm_unk_id(const dpft_spm *m) { return m->processor.unk_id()
 
 extern "C" int dpft_spm_encode(const dpft_spm *model, const char *text, size_t length,
                                int *ids, int capacity, char *error, size_t error_capacity) {
-    std::vector<int> pieces;
-    auto status = model->processor.Encode(std::string(text, length), &pieces);
-    if (!status.ok()) {
-        write_error(error, error_capacity, status.ToString());
+    try {
+        std::vector<int> pieces;
+        auto status = model->processor.Encode(make_string(text, length), &pieces);
+        if (!status.ok()) {
+            write_error(error, error_capacity, status.ToString());
+            return -1;
+        }
+        int count = static_cast<int>(pieces.size());
+        for (int i = 0; i < count && i < capacity; i++) ids[i] = pieces[i];
+        return count;
+    } catch (const std::exception &e) {
+        write_error(error, error_capacity, e.what());
         return -1;
     }
-    int count = static_cast<int>(pieces.size());
-    for (int i = 0; i < count && i < capacity; i++) ids[i] = pieces[i];
-    return count;
 }
 
 extern "C" long dpft_spm_decode(const dpft_spm *model, const int *ids, int count, char *text,
@@ -63,14 +82,22 @@ extern "C" long dpft_spm_decode(const dpft_spm *model, const int *ids, int count
             return -1;
         }
     }
-    std::string out;
-    auto status = model->processor.Decode(std::vector<int>(ids, ids + count), &out);
-    if (!status.ok()) {
-        write_error(error, error_capacity, status.ToString());
+    try {
+        std::string out;
+        std::vector<int> pieces;
+        if (count > 0) pieces.assign(ids, ids + count);
+        auto status = model->processor.Decode(pieces, &out);
+        if (!status.ok()) {
+            write_error(error, error_capacity, status.ToString());
+            return -1;
+        }
+        size_t copied = out.size() < capacity ? out.size() : capacity;
+        if (copied > 0) std::memcpy(text, out.data(), copied);
+        return static_cast<long>(out.size());
+    } catch (const std::exception &e) {
+        write_error(error, error_capacity, e.what());
         return -1;
     }
-    std::memcpy(text, out.data(), out.size() < capacity ? out.size() : capacity);
-    return static_cast<long>(out.size());
 }
 
 extern "C" int dpft_spm_id_to_piece(const dpft_spm *model, int id, char *piece,
@@ -83,12 +110,17 @@ extern "C" int dpft_spm_id_to_piece(const dpft_spm *model, int id, char *piece,
 
 extern "C" int dpft_spm_train(const char *const *keys, const char *const *values, int count,
                               char *error, size_t capacity) {
-    std::unordered_map<std::string, std::string> options;
-    for (int i = 0; i < count; i++) options[keys[i]] = values[i];
-    auto status = sentencepiece::SentencePieceTrainer::Train(options);
-    if (!status.ok()) {
-        write_error(error, capacity, status.ToString());
+    try {
+        std::unordered_map<std::string, std::string> options;
+        for (int i = 0; i < count; i++) options[keys[i]] = values[i];
+        auto status = sentencepiece::SentencePieceTrainer::Train(options);
+        if (!status.ok()) {
+            write_error(error, capacity, status.ToString());
+            return -1;
+        }
+        return 0;
+    } catch (const std::exception &e) {
+        write_error(error, capacity, e.what());
         return -1;
     }
-    return 0;
 }

@@ -5,7 +5,8 @@ struct DPFTCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dpft",
         abstract: "Differentially private fine-tuning of transformer language models on CPUs.",
-        subcommands: [BenchCommand.self])
+        subcommands: [InitCommand.self, ImportCommand.self, ExportCommand.self,
+                      TokenizerCommand.self, BenchCommand.self])
 }
 
 DPFTCommand.main()

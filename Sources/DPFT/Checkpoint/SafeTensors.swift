@@ -1,0 +1,827 @@
+// safetensors: the Hugging Face tensor file format — read F32/F16/BF16 as Float32, write F32.
+//
+// Layout of a file:
+//   [8 bytes]  N, little-endian UInt64: length of the header
+//   [N bytes]  UTF-8 JSON header: { "__metadata__": {String: String}?,
+//                                   name: {"dtype": "F32", "shape": [d0, d1, ...],
+//                                          "data_offsets": [begin, end]}, ... }
+//   [rest]     the data section; offsets are relative to its start, little-endian values.
+// The tensors must tile the data section exactly: no overlaps, no holes, no trailing bytes.
+//
+// Every file is treated as hostile: lengths are checked against the file size before anything
+// is allocated, all size arithmetic is overflow-checked, and the header is parsed by a small
+// strict JSON parser (below) that keeps file order, rejects duplicate keys and bounds nesting.
+
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+#if !_endian(little)
+#error("SafeTensors.swift copies float32 data as-is; it assumes a little-endian host")
+#endif
+
+/// Errors from reading or writing a safetensors file. Each names the file (and the tensor
+/// where one is involved) and says what to do.
+public enum SafeTensorsError: Error, CustomStringConvertible {
+    /// The file could not be opened or mapped.
+    case cannotRead(path: String, reason: String)
+    /// The file is shorter than the 8-byte header length.
+    case fileTooShort(path: String, byteCount: Int)
+    /// The header length field exceeds the 100 MB limit of the format.
+    case headerTooLarge(path: String, headerLength: UInt64)
+    /// The header length field is larger than the bytes that follow it.
+    case headerLengthExceedsFile(path: String, headerLength: UInt64, fileSize: Int)
+    /// The header is not UTF-8 JSON, or not a JSON object.
+    case headerNotJSON(path: String, reason: String)
+    /// `__metadata__` is not an object mapping strings to strings.
+    case invalidMetadata(path: String, reason: String)
+    /// A tensor name occurs twice (in a header, or in the list given to `write`).
+    case duplicateTensorName(path: String, name: String)
+    /// A tensor entry lacks `dtype`, `shape` or `data_offsets`, or one of them is malformed.
+    case invalidTensorEntry(path: String, name: String, reason: String)
+    /// The dtype string is not one the safetensors format defines.
+    case unknownDtype(path: String, name: String, dtype: String)
+    /// A dimension is negative or not an integer, or the size overflows.
+    case invalidShape(path: String, name: String, reason: String)
+    /// The byte size implied by dtype and shape differs from the span of `data_offsets`.
+    case sizeMismatch(path: String, name: String, dtype: String, shape: [Int],
+                      expectedByteCount: Int, actualByteCount: Int)
+    /// `data_offsets` reach past the end of the data section.
+    case offsetsOutOfBounds(path: String, name: String, begin: Int, end: Int, dataByteCount: Int)
+    /// Two tensors share bytes.
+    case overlappingTensors(path: String, name: String, previous: String, begin: Int,
+                            previousEnd: Int)
+    /// Bytes `begin..<end` of the data section belong to no tensor.
+    case holeInData(path: String, begin: Int, end: Int, after: String?, before: String?)
+    /// `tensor(_:)` was asked for a name the file does not hold.
+    case tensorNotFound(path: String, name: String, available: [String])
+    /// A valid safetensors dtype that dpft does not convert to Float32 (only F32, F16, BF16).
+    case unsupportedDtype(path: String, name: String, dtype: String)
+    /// `__metadata__` was given as a tensor name to `write`.
+    case reservedTensorName(path: String, name: String)
+    /// Creating, writing or renaming the output file failed.
+    case writeFailed(path: String, reason: String)
+
+    public var description: String {
+        let corrupt = "The file is corrupt or not safetensors; download or write it again."
+        switch self {
+        case .cannotRead(let path, let reason):
+            return "cannot read safetensors file \(path): \(reason). "
+                + "Check that the path is right and the file is readable."
+        case .fileTooShort(let path, let byteCount):
+            return "\(path) is \(byteCount) bytes long, too short for a safetensors file "
+                + "(which starts with an 8-byte header length). " + corrupt
+        case .headerTooLarge(let path, let headerLength):
+            return "\(path): the header length field says \(headerLength) bytes, more than the "
+                + "\(SafeTensorsFile.maximumHeaderLength)-byte limit of the safetensors format. "
+                + corrupt
+        case .headerLengthExceedsFile(let path, let headerLength, let fileSize):
+            return "\(path): the header length field says \(headerLength) bytes but only "
+                + "\(max(fileSize - 8, 0)) bytes follow it (the file is truncated). " + corrupt
+        case .headerNotJSON(let path, let reason):
+            return "\(path): the safetensors header is not a valid JSON object (\(reason)). "
+                + corrupt
+        case .invalidMetadata(let path, let reason):
+            return "\(path): \"__metadata__\" \(reason); it must be an object mapping strings "
+                + "to strings. " + corrupt
+        case .duplicateTensorName(let path, let name):
+            return "\(path): tensor name \"\(name)\" appears more than once; tensor names in a "
+                + "safetensors file must be unique. Rename or drop one of them."
+        case .invalidTensorEntry(let path, let name, let reason):
+            return "\(path): tensor \"\(name)\": \(reason). Each entry needs \"dtype\" (a "
+                + "string), \"shape\" (non-negative integers) and \"data_offsets\" ([begin, end]). "
+                + corrupt
+        case .unknownDtype(let path, let name, let dtype):
+            let known = SafeTensorsFile.dtypeBitCounts.keys.sorted().joined(separator: ", ")
+            return "\(path): tensor \"\(name)\" has dtype \"\(dtype)\", which is not a "
+                + "safetensors dtype (known: \(known)). " + corrupt
+        case .invalidShape(let path, let name, let reason):
+            return "\(path): tensor \"\(name)\" has an invalid shape: \(reason). " + corrupt
+        case .sizeMismatch(let path, let name, let dtype, let shape, let expected, let actual):
+            return "\(path): tensor \"\(name)\" (\(dtype), shape \(shape)) needs \(expected) "
+                + "bytes but its data_offsets span \(actual) bytes. " + corrupt
+        case .offsetsOutOfBounds(let path, let name, let begin, let end, let dataByteCount):
+            return "\(path): tensor \"\(name)\" has data_offsets [\(begin), \(end)] but the data "
+                + "section holds only \(dataByteCount) bytes (the file is truncated). " + corrupt
+        case .overlappingTensors(let path, let name, let previous, let begin, let previousEnd):
+            return "\(path): tensors \"\(previous)\" and \"\(name)\" overlap: \"\(name)\" begins "
+                + "at data byte \(begin), before \"\(previous)\" ends at byte \(previousEnd). "
+                + corrupt
+        case .holeInData(let path, let begin, let end, let after, let before):
+            let place: String
+            switch (after, before) {
+            case let (after?, before?): place = "between tensors \"\(after)\" and \"\(before)\""
+            case let (nil, before?): place = "before the first tensor \"\(before)\""
+            case let (after?, nil): place = "after the last tensor \"\(after)\""
+            case (nil, nil): place = "in a file that declares no tensors"
+            }
+            return "\(path): data bytes \(begin)..<\(end) belong to no tensor (\(place)); a "
+                + "safetensors data section must be covered exactly, without holes. " + corrupt
+        case .tensorNotFound(let path, let name, let available):
+            let examples = available.prefix(5).map { "\"\($0)\"" }.joined(separator: ", ")
+            return "\(path) has no tensor named \"\(name)\" (it holds \(available.count) "
+                + "tensors\(available.isEmpty ? "" : ", e.g. \(examples)")). "
+                + "Check the name against the checkpoint's keys."
+        case .unsupportedDtype(let path, let name, let dtype):
+            return "\(path): tensor \"\(name)\" has dtype \(dtype); dpft reads only F32, F16 and "
+                + "BF16 tensors. Convert the checkpoint to one of these (e.g. in PyTorch: "
+                + "model.to(torch.float32) before save_pretrained)."
+        case .reservedTensorName(let path, let name):
+            return "cannot write \(path): \"\(name)\" is reserved for the metadata map and cannot "
+                + "name a tensor. Rename the tensor."
+        case .writeFailed(let path, let reason):
+            return "cannot write safetensors file \(path): \(reason). Check that the directory "
+                + "exists, is writable and has free space."
+        }
+    }
+}
+
+/// A safetensors file opened for reading: the validated header plus the memory-mapped data.
+///
+/// `read(url:)` validates the whole header up front (dtypes, shapes, offsets, exact coverage of
+/// the data section), so `tensor(_:)` only fails for an unknown name or an unsupported dtype.
+public struct SafeTensorsFile: Sendable {
+    /// The largest header the format allows (the reference implementation's limit).
+    static let maximumHeaderLength: UInt64 = 100_000_000
+    /// Bits per element of every dtype the safetensors format defines.
+    static let dtypeBitCounts: [String: Int] = [
+        "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
+        "I16": 16, "U16": 16, "F16": 16, "BF16": 16,
+        "I32": 32, "U32": 32, "F32": 32,
+        "I64": 64, "U64": 64, "F64": 64, "C64": 64,
+        "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
+    ]
+
+    struct Entry: Sendable {
+        var dtype: String
+        var shape: [Int]
+        var begin: Int  // byte offsets into the data section, begin...end
+        var end: Int
+        var headerIndex: Int  // position in the header, to order zero-size tensors stably
+    }
+
+    /// The file this was read from.
+    public let url: URL
+    /// Tensor names in file order (by data offset).
+    public let tensorNames: [String]
+    /// The `__metadata__` map (empty when the file has none).
+    public let metadata: [String: String]
+
+    private let entries: [String: Entry]
+    private let data: Data  // the whole file, memory-mapped
+    private let dataStart: Int  // 8 + header length
+
+    /// Opens and validates a safetensors file. The file is memory-mapped, not copied.
+    public static func read(url: URL) throws -> SafeTensorsFile {
+        let data: Data
+        do {
+            data = try Data(contentsOf: url, options: .alwaysMapped)
+        } catch {
+            throw SafeTensorsError.cannotRead(path: url.path, reason: error.localizedDescription)
+        }
+        return try SafeTensorsFile(url: url, data: data)
+    }
+
+    /// The dtype string of a tensor (e.g. "F32", "BF16"), or nil when the file lacks it.
+    public func dtype(of name: String) -> String? { entries[name]?.dtype }
+
+    /// The shape of a tensor, or nil when the file lacks it.
+    public func shape(of name: String) -> [Int]? { entries[name]?.shape }
+
+    /// A tensor's values converted exactly to Float32 (F32 copied, F16 and BF16 widened).
+    public func tensor(_ name: String) throws -> Tensor {
+        let path = url.path
+        guard let entry = entries[name] else {
+            throw SafeTensorsError.tensorNotFound(path: path, name: name, available: tensorNames)
+        }
+        guard ["F32", "F16", "BF16"].contains(entry.dtype) else {
+            throw SafeTensorsError.unsupportedDtype(path: path, name: name, dtype: entry.dtype)
+        }
+        // The shape and byte span were validated in init, so this allocation is bounded by
+        // the file size and the element count cannot overflow.
+        let result = Tensor(zeros: entry.shape)
+        let count = result.count
+        guard count > 0 else { return result }
+        let start = dataStart + entry.begin
+        let target = result.pointer
+        data.withUnsafeBytes { (file: UnsafeRawBufferPointer) in
+            switch entry.dtype {
+            case "F32":
+                // The data may sit at any byte offset, so copy bytes rather than load floats.
+                UnsafeMutableRawPointer(target).copyMemory(from: file.baseAddress! + start,
+                                                           byteCount: count * 4)
+            case "F16":
+                for i in 0..<count {
+                    let bits = file.loadUnaligned(fromByteOffset: start + 2 * i, as: UInt16.self)
+                    target[i] = floatFromHalf(UInt16(littleEndian: bits))
+                }
+            default:  // BF16: the upper 16 bits of a Float32
+                for i in 0..<count {
+                    let bits = file.loadUnaligned(fromByteOffset: start + 2 * i, as: UInt16.self)
+                    target[i] = Float(bitPattern: UInt32(UInt16(littleEndian: bits)) << 16)
+                }
+            }
+        }
+        return result
+    }
+
+    /// Parses and validates the header of `data`, the bytes of the file at `url`.
+    init(url: URL, data: Data) throws {
+        let path = url.path
+        guard data.count >= 8 else {
+            throw SafeTensorsError.fileTooShort(path: path, byteCount: data.count)
+        }
+        let headerLength = data.withUnsafeBytes {
+            UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        }
+        // Compare as UInt64 before converting: a hostile length (say 2^63) must not trap.
+        guard headerLength <= UInt64(data.count - 8) else {
+            throw SafeTensorsError.headerLengthExceedsFile(path: path, headerLength: headerLength,
+                                                           fileSize: data.count)
+        }
+        guard headerLength <= Self.maximumHeaderLength else {
+            throw SafeTensorsError.headerTooLarge(path: path, headerLength: headerLength)
+        }
+        let dataStart = 8 + Int(headerLength)
+        let dataByteCount = data.count - dataStart
+        let headerBytes = [UInt8](data[data.startIndex + 8 ..< data.startIndex + dataStart])
+
+        let header: HeaderJSON
+        do {
+            var parser = HeaderJSONParser(bytes: headerBytes)
+            header = try parser.parseDocument()
+        } catch let failure as HeaderJSONParser.Failure {
+            throw SafeTensorsError.headerNotJSON(path: path, reason: failure.reason)
+        }
+        guard case .object(let members) = header else {
+            throw SafeTensorsError.headerNotJSON(
+                path: path, reason: "the top level is \(header.kind), not an object")
+        }
+
+        var metadata: [String: String]?
+        var entries: [String: Entry] = [:]
+        for (index, (name, value)) in members.enumerated() {
+            if name == "__metadata__" {
+                guard metadata == nil else {
+                    throw SafeTensorsError.invalidMetadata(path: path, reason: "appears twice")
+                }
+                metadata = try Self.parseMetadata(value, path: path)
+                continue
+            }
+            guard entries[name] == nil else {
+                throw SafeTensorsError.duplicateTensorName(path: path, name: name)
+            }
+            entries[name] = try Self.parseEntry(value, name: name, headerIndex: index,
+                                                dataByteCount: dataByteCount, path: path)
+        }
+
+        // The tensors must tile the data section: sorted by offset, each begins where the
+        // previous one ended, and the last ends at the end of the file.
+        let ordered = entries.sorted {
+            ($0.value.begin, $0.value.end, $0.value.headerIndex)
+                < ($1.value.begin, $1.value.end, $1.value.headerIndex)
+        }
+        var cursor = 0
+        var previous: String?
+        for (name, entry) in ordered {
+            if entry.begin < cursor, let previous {
+                throw SafeTensorsError.overlappingTensors(path: path, name: name,
+                                                          previous: previous, begin: entry.begin,
+                                                          previousEnd: cursor)
+            }
+            if entry.begin > cursor {
+                throw SafeTensorsError.holeInData(path: path, begin: cursor, end: entry.begin,
+                                                  after: previous, before: name)
+            }
+            cursor = entry.end
+            previous = name
+        }
+        if cursor != dataByteCount {
+            throw SafeTensorsError.holeInData(path: path, begin: cursor, end: dataByteCount,
+                                              after: previous, before: nil)
+        }
+
+        self.url = url
+        self.tensorNames = ordered.map(\.key)
+        self.metadata = metadata ?? [:]
+        self.entries = entries
+        self.data = data
+        self.dataStart = dataStart
+    }
+
+    private static func parseMetadata(_ value: HeaderJSON, path: String) throws -> [String: String] {
+        guard case .object(let members) = value else {
+            throw SafeTensorsError.invalidMetadata(path: path, reason: "is \(value.kind)")
+        }
+        var metadata: [String: String] = [:]
+        for (key, value) in members {
+            guard case .string(let text) = value else {
+                throw SafeTensorsError.invalidMetadata(
+                    path: path, reason: "maps \"\(key)\" to \(value.kind), not a string")
+            }
+            guard metadata[key] == nil else {
+                throw SafeTensorsError.invalidMetadata(path: path,
+                                                       reason: "has key \"\(key)\" twice")
+            }
+            metadata[key] = text
+        }
+        return metadata
+    }
+
+    private static func parseEntry(_ value: HeaderJSON, name: String, headerIndex: Int,
+                                   dataByteCount: Int, path: String) throws -> Entry {
+        func invalid(_ reason: String) -> SafeTensorsError {
+            .invalidTensorEntry(path: path, name: name, reason: reason)
+        }
+        guard case .object(let members) = value else {
+            throw invalid("the entry is \(value.kind), not an object")
+        }
+        var fields: [String: HeaderJSON] = [:]
+        for (key, value) in members {
+            guard fields[key] == nil else { throw invalid("key \"\(key)\" appears twice") }
+            fields[key] = value  // keys other than the three below are ignored, as upstream does
+        }
+
+        guard case .string(let dtype)? = fields["dtype"] else {
+            throw invalid("\"dtype\" is missing or not a string")
+        }
+        guard let bitsPerElement = dtypeBitCounts[dtype] else {
+            throw SafeTensorsError.unknownDtype(path: path, name: name, dtype: dtype)
+        }
+
+        guard case .array(let dimensions)? = fields["shape"] else {
+            throw invalid("\"shape\" is missing or not an array")
+        }
+        var shape: [Int] = []
+        var elementCount = 1
+        for dimension in dimensions {
+            guard case .integer(let size) = dimension else {
+                throw SafeTensorsError.invalidShape(
+                    path: path, name: name,
+                    reason: "dimension \(dimension.text) is not an integer in range")
+            }
+            guard size >= 0 else {
+                throw SafeTensorsError.invalidShape(path: path, name: name,
+                                                    reason: "dimension \(size) is negative")
+            }
+            shape.append(size)
+            let (product, overflow) = elementCount.multipliedReportingOverflow(by: size)
+            guard !overflow else {
+                throw SafeTensorsError.invalidShape(
+                    path: path, name: name,
+                    reason: "\(dimensions.map(\.text)) has more elements than a file can hold")
+            }
+            elementCount = product
+        }
+        let (bitCount, overflow) = elementCount.multipliedReportingOverflow(by: bitsPerElement)
+        guard !overflow else {
+            throw SafeTensorsError.invalidShape(
+                path: path, name: name, reason: "\(shape) of \(dtype) is larger than a file can hold")
+        }
+        guard bitCount % 8 == 0 else {
+            throw SafeTensorsError.invalidShape(
+                path: path, name: name,
+                reason: "\(shape) of \(dtype) is \(bitCount) bits, not a whole number of bytes")
+        }
+
+        guard case .array(let offsets)? = fields["data_offsets"], offsets.count == 2,
+              case .integer(let begin) = offsets[0], case .integer(let end) = offsets[1],
+              begin >= 0, end >= 0
+        else {
+            throw invalid("\"data_offsets\" is missing or not two non-negative integers")
+        }
+        guard begin <= end else {
+            throw invalid("\"data_offsets\" [\(begin), \(end)] ends before it begins")
+        }
+        guard end <= dataByteCount else {
+            throw SafeTensorsError.offsetsOutOfBounds(path: path, name: name, begin: begin,
+                                                      end: end, dataByteCount: dataByteCount)
+        }
+        guard end - begin == bitCount / 8 else {
+            throw SafeTensorsError.sizeMismatch(path: path, name: name, dtype: dtype, shape: shape,
+                                                expectedByteCount: bitCount / 8,
+                                                actualByteCount: end - begin)
+        }
+        return Entry(dtype: dtype, shape: shape, begin: begin, end: end, headerIndex: headerIndex)
+    }
+}
+
+/// IEEE binary16 → binary32, exactly. Written out rather than via `Float16`, which Swift does
+/// not provide on Intel macOS; the tests check it against `Float16` for all 65,536 patterns.
+func floatFromHalf(_ bits: UInt16) -> Float {
+    let sign = UInt32(bits & 0x8000) << 16
+    let exponent = UInt32(bits >> 10) & 0x1F
+    let mantissa = UInt32(bits & 0x3FF)
+    switch exponent {
+    case 0x1F:  // infinity, or NaN (quieted, payload kept, as the hardware conversion does)
+        let quiet: UInt32 = mantissa == 0 ? 0 : 0x0040_0000
+        return Float(bitPattern: sign | 0x7F80_0000 | quiet | (mantissa << 13))
+    case 0:  // zero or subnormal: mantissa · 2^-24, a normal Float32
+        let magnitude = Float(mantissa) * 0x1p-24
+        return Float(bitPattern: sign | magnitude.bitPattern)
+    default:  // normal: rebias the exponent from 15 to 127
+        return Float(bitPattern: sign | ((exponent + 112) << 23) | (mantissa << 13))
+    }
+}
+
+// MARK: - Writing
+
+extension SafeTensorsFile {
+    /// Writes `tensors` as F32, in the given order, to `url`, atomically: the bytes go to a
+    /// temporary file in the same directory which is then renamed over `url`, so `url` never
+    /// holds a half-written file. The header is deterministic (metadata keys sorted, tensors in
+    /// order) and padded with spaces so the data starts at a multiple of 8 bytes.
+    ///
+    /// `metadata` gains `"format": "pt"` unless it has a `"format"` already: `transformers`
+    /// needs it to load the file into PyTorch.
+    public static func write(_ tensors: [(name: String, tensor: Tensor)],
+                             metadata: [String: String] = [:], to url: URL) throws {
+        let path = url.path
+        var seen = Set<String>()
+        for (name, _) in tensors {
+            guard name != "__metadata__" else {
+                throw SafeTensorsError.reservedTensorName(path: path, name: name)
+            }
+            guard seen.insert(name).inserted else {
+                throw SafeTensorsError.duplicateTensorName(path: path, name: name)
+            }
+        }
+        var metadata = metadata
+        if metadata["format"] == nil { metadata["format"] = "pt" }
+
+        var header = "{\"__metadata__\":{"
+        header += metadata.keys.sorted()
+            .map { "\(jsonQuoted($0)):\(jsonQuoted(metadata[$0]!))" }
+            .joined(separator: ",")
+        header += "}"
+        var offset = 0
+        for (name, tensor) in tensors {
+            let (byteCount, overflow) = tensor.count.multipliedReportingOverflow(by: 4)
+            let (end, endOverflow) = offset.addingReportingOverflow(byteCount)
+            guard !overflow, !endOverflow else {
+                throw SafeTensorsError.writeFailed(path: path,
+                                                   reason: "tensor \"\(name)\" is too large")
+            }
+            let shape = tensor.shape.map(String.init).joined(separator: ",")
+            header += ",\(jsonQuoted(name)):{\"dtype\":\"F32\",\"shape\":[\(shape)],"
+                + "\"data_offsets\":[\(offset),\(end)]}"
+            offset = end
+        }
+        header += "}"
+        var headerBytes = Array(header.utf8)
+        // Pad so that 8 + N is a multiple of 8, and the data section starts aligned.
+        headerBytes += [UInt8](repeating: 0x20, count: (8 - headerBytes.count % 8) % 8)
+        var prefix = Data()
+        withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { prefix.append(contentsOf: $0) }
+        prefix.append(contentsOf: headerBytes)
+
+        let temporaryURL = url.deletingLastPathComponent()
+            .appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).tmp")
+        guard FileManager.default.createFile(atPath: temporaryURL.path, contents: nil) else {
+            throw SafeTensorsError.writeFailed(
+                path: path, reason: "cannot create temporary file \(temporaryURL.path)")
+        }
+        var renamed = false
+        defer { if !renamed { try? FileManager.default.removeItem(at: temporaryURL) } }
+        do {
+            let handle = try FileHandle(forWritingTo: temporaryURL)
+            defer { try? handle.close() }
+            try handle.write(contentsOf: prefix)
+            for (_, tensor) in tensors {
+                try writeBytes(of: tensor, to: handle)
+            }
+            try handle.synchronize()  // the bytes are on disk before the name points at them
+        } catch {
+            throw SafeTensorsError.writeFailed(path: path, reason: error.localizedDescription)
+        }
+        guard rename(temporaryURL.path, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            throw SafeTensorsError.writeFailed(
+                path: path, reason: "renaming \(temporaryURL.lastPathComponent) over it failed: \(reason)")
+        }
+        renamed = true
+    }
+
+    /// Writes a tensor's float32 values straight from its memory, in chunks of 64 MiB.
+    private static func writeBytes(of tensor: Tensor, to handle: FileHandle) throws {
+        let bytes = UnsafeMutableRawPointer(tensor.pointer)
+        let byteCount = tensor.count * 4
+        let chunk = 64 << 20
+        var written = 0
+        while written < byteCount {
+            let size = min(chunk, byteCount - written)
+            try handle.write(contentsOf: Data(bytesNoCopy: bytes + written, count: size,
+                                              deallocator: .none))
+            written += size
+        }
+    }
+
+    /// A JSON string literal for `text` (quotes, backslashes and control characters escaped).
+    private static func jsonQuoted(_ text: String) -> String {
+        var result = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result + "\""
+    }
+}
+
+// MARK: - Header JSON
+
+/// A parsed JSON value. Objects keep their members in file order, duplicates included, so the
+/// reader can reject duplicate names instead of silently keeping one.
+indirect enum HeaderJSON {
+    case object([(key: String, value: HeaderJSON)])
+    case array([HeaderJSON])
+    case string(String)
+    case integer(Int)
+    /// A number with a fraction or exponent, or an integer beyond `Int`; kept as its text.
+    case number(String)
+    case bool(Bool)
+    case null
+
+    var kind: String {
+        switch self {
+        case .object: return "an object"
+        case .array: return "an array"
+        case .string: return "a string"
+        case .integer, .number: return "a number"
+        case .bool: return "a boolean"
+        case .null: return "null"
+        }
+    }
+
+    /// Short text for messages.
+    var text: String {
+        switch self {
+        case .integer(let value): return String(value)
+        case .number(let text): return text
+        case .string(let text): return "\"\(text)\""
+        default: return kind
+        }
+    }
+}
+
+/// A strict RFC 8259 JSON parser over bytes, with bounded nesting (hostile headers must not
+/// exhaust the stack).
+struct HeaderJSONParser {
+    struct Failure: Error { let reason: String }
+
+    static let maximumDepth = 64
+    private let bytes: [UInt8]
+    private var position = 0
+    private var depth = 0
+
+    init(bytes: [UInt8]) { self.bytes = bytes }
+
+    /// Parses one value filling the whole input (surrounding whitespace allowed).
+    mutating func parseDocument() throws -> HeaderJSON {
+        skipWhitespace()
+        guard position < bytes.count else { throw Failure(reason: "the header is empty") }
+        let value = try parseValue()
+        skipWhitespace()
+        guard position == bytes.count else {
+            throw Failure(reason: "unexpected \(describe(bytes[position])) after the JSON value "
+                          + "at byte \(position)")
+        }
+        return value
+    }
+
+    private mutating func parseValue() throws -> HeaderJSON {
+        skipWhitespace()
+        guard position < bytes.count else { throw Failure(reason: "the header ends too early") }
+        switch bytes[position] {
+        case UInt8(ascii: "{"): return try parseObject()
+        case UInt8(ascii: "["): return try parseArray()
+        case UInt8(ascii: "\""): return .string(try parseString())
+        case UInt8(ascii: "t"): try expectLiteral("true"); return .bool(true)
+        case UInt8(ascii: "f"): try expectLiteral("false"); return .bool(false)
+        case UInt8(ascii: "n"): try expectLiteral("null"); return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
+        case let byte:
+            throw Failure(reason: "unexpected \(describe(byte)) at byte \(position)")
+        }
+    }
+
+    private mutating func enterContainer() throws {
+        depth += 1
+        guard depth <= Self.maximumDepth else {
+            throw Failure(reason: "nesting deeper than \(Self.maximumDepth) levels")
+        }
+        position += 1
+    }
+
+    private mutating func parseObject() throws -> HeaderJSON {
+        try enterContainer()
+        defer { depth -= 1 }
+        var members: [(key: String, value: HeaderJSON)] = []
+        skipWhitespace()
+        if peek() == UInt8(ascii: "}") { position += 1; return .object(members) }
+        while true {
+            skipWhitespace()
+            guard peek() == UInt8(ascii: "\"") else {
+                throw Failure(reason: "expected a string key at byte \(position)")
+            }
+            let key = try parseString()
+            skipWhitespace()
+            try expect(UInt8(ascii: ":"))
+            members.append((key, try parseValue()))
+            skipWhitespace()
+            if peek() == UInt8(ascii: ",") { position += 1; continue }
+            try expect(UInt8(ascii: "}"))
+            return .object(members)
+        }
+    }
+
+    private mutating func parseArray() throws -> HeaderJSON {
+        try enterContainer()
+        defer { depth -= 1 }
+        var elements: [HeaderJSON] = []
+        skipWhitespace()
+        if peek() == UInt8(ascii: "]") { position += 1; return .array(elements) }
+        while true {
+            elements.append(try parseValue())
+            skipWhitespace()
+            if peek() == UInt8(ascii: ",") { position += 1; continue }
+            try expect(UInt8(ascii: "]"))
+            return .array(elements)
+        }
+    }
+
+    private mutating func parseString() throws -> String {
+        let start = position
+        position += 1  // opening quote
+        var utf8: [UInt8] = []
+        while true {
+            guard position < bytes.count else {
+                throw Failure(reason: "the string starting at byte \(start) is not closed")
+            }
+            let byte = bytes[position]
+            position += 1
+            switch byte {
+            case UInt8(ascii: "\""):
+                // Invalid UTF-8 would be repaired by String(decoding:); compare to reject it.
+                let text = String(decoding: utf8, as: UTF8.self)
+                guard Array(text.utf8) == utf8 else {
+                    throw Failure(reason: "the string starting at byte \(start) is not UTF-8")
+                }
+                return text
+            case UInt8(ascii: "\\"):
+                try parseEscape(into: &utf8)
+            case 0..<0x20:
+                throw Failure(reason: "unescaped control character at byte \(position - 1)")
+            default:
+                utf8.append(byte)
+            }
+        }
+    }
+
+    private mutating func parseEscape(into utf8: inout [UInt8]) throws {
+        guard position < bytes.count else { throw Failure(reason: "the header ends in an escape") }
+        let byte = bytes[position]
+        position += 1
+        switch byte {
+        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): utf8.append(byte)
+        case UInt8(ascii: "b"): utf8.append(0x08)
+        case UInt8(ascii: "f"): utf8.append(0x0C)
+        case UInt8(ascii: "n"): utf8.append(0x0A)
+        case UInt8(ascii: "r"): utf8.append(0x0D)
+        case UInt8(ascii: "t"): utf8.append(0x09)
+        case UInt8(ascii: "u"):
+            var code = try parseHex4()
+            if (0xD800..<0xDC00).contains(code) {  // high surrogate: a low one must follow
+                guard peek() == UInt8(ascii: "\\") else {
+                    throw Failure(reason: "unpaired surrogate escape at byte \(position)")
+                }
+                position += 1
+                guard peek() == UInt8(ascii: "u") else {
+                    throw Failure(reason: "unpaired surrogate escape at byte \(position)")
+                }
+                position += 1
+                let low = try parseHex4()
+                guard (0xDC00..<0xE000).contains(low) else {
+                    throw Failure(reason: "unpaired surrogate escape at byte \(position)")
+                }
+                code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+            }
+            guard let scalar = Unicode.Scalar(code) else {
+                throw Failure(reason: "invalid \\u escape before byte \(position)")
+            }
+            utf8.append(contentsOf: Array(String(Character(scalar)).utf8))
+        default:
+            throw Failure(reason: "invalid escape \\\(describe(byte)) at byte \(position - 1)")
+        }
+    }
+
+    private mutating func parseHex4() throws -> UInt32 {
+        var code: UInt32 = 0
+        for _ in 0..<4 {
+            guard position < bytes.count,
+                  let digit = Character(Unicode.Scalar(bytes[position])).hexDigitValue
+            else { throw Failure(reason: "invalid \\u escape at byte \(position)") }
+            code = code * 16 + UInt32(digit)
+            position += 1
+        }
+        return code
+    }
+
+    private mutating func parseNumber() throws -> HeaderJSON {
+        let start = position
+        if peek() == UInt8(ascii: "-") { position += 1 }
+        let integerStart = position
+        guard let first = peek(), isDigit(first) else {
+            throw Failure(reason: "invalid number at byte \(start)")
+        }
+        if first == UInt8(ascii: "0") {
+            position += 1
+        } else {
+            while let byte = peek(), isDigit(byte) { position += 1 }
+        }
+        let integerEnd = position
+        var isInteger = true
+        if peek() == UInt8(ascii: ".") {
+            isInteger = false
+            position += 1
+            try consumeDigits(numberStart: start)
+        }
+        if let byte = peek(), byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E") {
+            isInteger = false
+            position += 1
+            if let sign = peek(), sign == UInt8(ascii: "+") || sign == UInt8(ascii: "-") {
+                position += 1
+            }
+            try consumeDigits(numberStart: start)
+        }
+        let text = String(decoding: bytes[start..<position], as: UTF8.self)
+        guard isInteger else { return .number(text) }
+        let negative = integerStart > start
+        var value = 0
+        for byte in bytes[integerStart..<integerEnd] {
+            let digit = Int(byte - UInt8(ascii: "0"))
+            let (scaled, overflow1) = value.multipliedReportingOverflow(by: 10)
+            let (next, overflow2) = negative ? scaled.subtractingReportingOverflow(digit)
+                                             : scaled.addingReportingOverflow(digit)
+            guard !overflow1, !overflow2 else { return .number(text) }
+            value = next
+        }
+        return .integer(value)
+    }
+
+    private mutating func consumeDigits(numberStart: Int) throws {
+        guard let byte = peek(), isDigit(byte) else {
+            throw Failure(reason: "invalid number at byte \(numberStart)")
+        }
+        while let byte = peek(), isDigit(byte) { position += 1 }
+    }
+
+    private mutating func expectLiteral(_ literal: String) throws {
+        for expected in literal.utf8 {
+            guard peek() == expected else {
+                throw Failure(reason: "invalid literal at byte \(position)")
+            }
+            position += 1
+        }
+    }
+
+    private mutating func expect(_ byte: UInt8) throws {
+        guard peek() == byte else {
+            let found = peek().map(describe) ?? "the end of the header"
+            throw Failure(reason: "expected '\(Character(Unicode.Scalar(byte)))' but found "
+                          + "\(found) at byte \(position)")
+        }
+        position += 1
+    }
+
+    private mutating func skipWhitespace() {
+        while let byte = peek(),
+              byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 {
+            position += 1
+        }
+    }
+
+    private func peek() -> UInt8? { position < bytes.count ? bytes[position] : nil }
+
+    private func isDigit(_ byte: UInt8) -> Bool {
+        byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")
+    }
+
+    private func describe(_ byte: UInt8) -> String {
+        (0x21..<0x7F).contains(byte) ? "'\(Character(Unicode.Scalar(byte)))'"
+                                     : "byte 0x\(String(byte, radix: 16))"
+    }
+}
