@@ -24,7 +24,7 @@ test: deps
 # End to end on a tiny model: init → export → import → tokenizer round trip → gemm bench.
 demo: release
 	@rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
-	$(RELEASE_BIN) tokenizer train --input README.md --vocab-size 256 --output $(DEMO_DIR)/tok.model
+	$(RELEASE_BIN) tokenizer train --input recipes/data/demo-corpus.txt --vocab-size 200 --output $(DEMO_DIR)/tok.model
 	$(RELEASE_BIN) init --config recipes/models/gpt2-tiny.json --tokenizer $(DEMO_DIR)/tok.model --seed 1 --output $(DEMO_DIR)/gpt2-tiny.h5
 	$(RELEASE_BIN) export $(DEMO_DIR)/gpt2-tiny.h5 --output $(DEMO_DIR)/hf --format safetensors
 	$(RELEASE_BIN) import $(DEMO_DIR)/hf --output $(DEMO_DIR)/reimported.h5
