@@ -1,0 +1,82 @@
+import Foundation
+
+// B = batch, T = sequence, N = B·T rows, C = channels, V = vocabulary.
+
+/// out[n] = tokenEmbedding[ids[n]] (+ positionEmbedding[n mod T] when given).
+func embeddingForward(out: UnsafeMutablePointer<Float>, ids: UnsafePointer<Int32>,
+                      tokenEmbedding: UnsafePointer<Float>, positionEmbedding: UnsafePointer<Float>?,
+                      rows: Int, sequence T: Int, channels C: Int) {
+    for n in 0..<rows {
+        let y = out + n * C
+        y.update(from: tokenEmbedding + Int(ids[n]) * C, count: C)
+        if let positionEmbedding {
+            let p = positionEmbedding + (n % T) * C
+            for c in 0..<C { y[c] += p[c] }
+        }
+    }
+}
+
+/// forward was: out[n] = wte[ids[n]] + wpe[t], so: dwte[ids[n]] += dout[n]; dwpe[t] += dout[n].
+func embeddingBackward(dtokenEmbedding: UnsafeMutablePointer<Float>?,
+                       dpositionEmbedding: UnsafeMutablePointer<Float>?,
+                       dout: UnsafePointer<Float>, ids: UnsafePointer<Int32>,
+                       rows: Int, sequence T: Int, channels C: Int) {
+    for n in 0..<rows {
+        let g = dout + n * C
+        if let dtokenEmbedding {
+            let row = dtokenEmbedding + Int(ids[n]) * C
+            for c in 0..<C { row[c] += g[c] }
+        }
+        if let dpositionEmbedding {
+            let row = dpositionEmbedding + (n % T) * C
+            for c in 0..<C { row[c] += g[c] }
+        }
+    }
+}
+
+/// Cross-entropy of each row's logits against `targets` (−100 = not scored).
+/// Writes each scored row's loss to rowLosses (0 for unscored rows).
+func crossEntropyForward(rowLosses: UnsafeMutablePointer<Float>, logits: UnsafePointer<Float>,
+                         targets: UnsafePointer<Int32>, rows: Int, vocabulary V: Int) {
+    Parallel.forEachChunk(rows, minimumPerChunk: 16) { range in
+        for n in range {
+            let target = Int(targets[n])
+            guard target >= 0 else { rowLosses[n] = 0; continue }
+            let z = logits + n * V
+            var maximum = -Float.infinity
+            for v in 0..<V { maximum = max(maximum, z[v]) }
+            var sum: Float = 0
+            for v in 0..<V { sum += expf(z[v] - maximum) }
+            rowLosses[n] = logf(sum) + maximum - z[target]
+        }
+    }
+}
+
+/// forward was: loss_n = logsumexp(z_n) − z_n[target], scaled by rowWeights[n], so:
+///   dz_n = rowWeights[n] · (softmax(z_n) − onehot(target)).
+/// Overwrites logits with their gradient in place (unscored rows become 0).
+func crossEntropyBackward(logitsToGradient z: UnsafeMutablePointer<Float>,
+                          targets: UnsafePointer<Int32>, rowWeights: UnsafePointer<Float>,
+                          rows: Int, vocabulary V: Int) {
+    Parallel.forEachChunk(rows, minimumPerChunk: 16) { range in
+        for n in range {
+            let target = Int(targets[n])
+            let row = z + n * V
+            guard target >= 0, rowWeights[n] != 0 else {
+                row.update(repeating: 0, count: V)
+                continue
+            }
+            var maximum = -Float.infinity
+            for v in 0..<V { maximum = max(maximum, row[v]) }
+            var sum: Float = 0
+            for v in 0..<V {
+                let e = expf(row[v] - maximum)
+                row[v] = e
+                sum += e
+            }
+            let weight = rowWeights[n], scale = weight / sum
+            for v in 0..<V { row[v] *= scale }
+            row[target] -= weight
+        }
+    }
+}

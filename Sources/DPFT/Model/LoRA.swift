@@ -1,0 +1,139 @@
+import Foundation
+
+/// LoRA adapters (DESIGN.md §2): `y = W x + (alpha / r) · B A x` on the chosen linear modules,
+/// `A [r, in]` random, `B [out, r]` zero; names follow PEFT (`<module>.lora_A.weight`).
+public struct LoRAConfig: Codable, Equatable, Sendable {
+    /// Rank r.
+    public var rank: Int
+    /// Scaling numerator: the update is scaled by alpha / r.
+    public var alpha: Double
+    /// Module names to adapt, matched against the last component of a linear module's name
+    /// (e.g. "q_proj", "c_attn", "c_proj", "w1").
+    public var targets: [String]
+
+    public init(rank: Int, alpha: Double, targets: [String]) {
+        self.rank = rank
+        self.alpha = alpha
+        self.targets = targets
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case rank = "r", alpha = "lora_alpha", targets = "target_modules"
+    }
+
+    /// alpha / r.
+    public var scale: Float { Float(alpha / Double(rank)) }
+
+    /// PEFT-style adapter_config.json text.
+    public var peftJSON: String {
+        let object: [String: Any] = ["peft_type": "LORA", "r": rank, "lora_alpha": alpha,
+                                     "target_modules": targets, "lora_dropout": 0.0, "bias": "none",
+                                     "task_type": "CAUSAL_LM"]
+        let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// Errors in choosing or loading adapters.
+public enum LoRAError: Error, CustomStringConvertible, Equatable {
+    case invalidRank(Int)
+    case unknownTarget(String, available: [String])
+    case missingAdapter(String)
+    case badAdapterConfig(String)
+
+    public var description: String {
+        switch self {
+        case .invalidRank(let rank):
+            return "LoRA rank \(rank) is invalid; use a positive rank (e.g. 8)."
+        case .unknownTarget(let target, let available):
+            return "LoRA target \"\(target)\" matches no linear module of this model; available: \(available.joined(separator: ", "))."
+        case .missingAdapter(let name):
+            return "the checkpoint's adapters lack `\(name)`."
+        case .badAdapterConfig(let reason):
+            return "the checkpoint's adapter_config is unusable: \(reason)."
+        }
+    }
+}
+
+/// One adapted linear module: its frozen weight and its two LoRA tensors.
+public struct AdapterSpec: Sendable, Equatable {
+    /// Module name, e.g. `model.layers.0.self_attn.q_proj`.
+    public var module: String
+    public var inFeatures: Int
+    public var outFeatures: Int
+    public var block: Int?
+    public var loraAName: String { module + ".lora_A.weight" }
+    public var loraBName: String { module + ".lora_B.weight" }
+    public var weightName: String { module + ".weight" }
+}
+
+extension ModelConfig {
+    /// Short names of the linear modules LoRA can adapt in this model, in first-seen order.
+    public var adaptableModuleNames: [String] {
+        var seen: [String] = []
+        for spec in parameterSpecs where spec.kind == .linearWeight && spec.block != nil {
+            let short = spec.name.dropLast(".weight".count).split(separator: ".").last.map(String.init) ?? ""
+            if !seen.contains(short) { seen.append(short) }
+        }
+        return seen
+    }
+
+    /// The modules `lora` adapts; an unknown target is an error naming it.
+    public func adapterSpecs(for lora: LoRAConfig) throws -> [AdapterSpec] {
+        guard lora.rank > 0 else { throw LoRAError.invalidRank(lora.rank) }
+        let available = adaptableModuleNames
+        for target in lora.targets where !available.contains(target) {
+            throw LoRAError.unknownTarget(target, available: available)
+        }
+        return parameterSpecs.compactMap { spec in
+            guard spec.kind == .linearWeight, spec.block != nil else { return nil }
+            let module = String(spec.name.dropLast(".weight".count))
+            let short = module.split(separator: ".").last.map(String.init) ?? ""
+            guard lora.targets.contains(short) else { return nil }
+            return AdapterSpec(module: module, inFeatures: spec.shape[1], outFeatures: spec.shape[0], block: spec.block)
+        }
+    }
+}
+
+extension Checkpoint {
+    /// Adds freshly initialised adapters as PEFT does: A ~ U(−1/√in, 1/√in) (Kaiming-uniform
+    /// with a = √5), B = 0.
+    public mutating func addAdapters(_ lora: LoRAConfig, seed: UInt64) throws {
+        var generator = SeededGenerator(seed: seed)
+        for adapter in try config.adapterSpecs(for: lora) {
+            let a = Tensor(zeros: [lora.rank, adapter.inFeatures])
+            let bound = 1 / Double(adapter.inFeatures).squareRoot()
+            for i in 0..<a.count { a.pointer[i] = Float((generator.nextOpenUnit() * 2 - 1) * bound) }
+            adapters[adapter.loraAName] = a
+            adapters[adapter.loraBName] = Tensor(zeros: [adapter.outFeatures, lora.rank])
+        }
+        adapterConfig = lora.peftJSON
+    }
+
+    /// The LoRA configuration stored with the adapters, or nil when there are none.
+    public func loraConfig() throws -> LoRAConfig? {
+        guard !adapters.isEmpty else { return nil }
+        guard let text = adapterConfig else { throw LoRAError.badAdapterConfig("it is missing") }
+        do {
+            return try JSONDecoder().decode(LoRAConfig.self, from: Data(text.utf8))
+        } catch {
+            throw LoRAError.badAdapterConfig("\(error)")
+        }
+    }
+
+    /// Folds every adapter into its weight (`W += (alpha/r) · B A`) and drops the adapters.
+    public mutating func mergeAdapters() throws {
+        guard let lora = try loraConfig() else { return }
+        for adapter in try config.adapterSpecs(for: lora) {
+            guard let a = adapters[adapter.loraAName] else { throw LoRAError.missingAdapter(adapter.loraAName) }
+            guard let b = adapters[adapter.loraBName] else { throw LoRAError.missingAdapter(adapter.loraBName) }
+            let weight = tensors[adapter.weightName]!.copy()  // views may be shared; never merge in place
+            sgemm(transposeA: false, transposeB: false, m: adapter.outFeatures, n: adapter.inFeatures,
+                  k: lora.rank, alpha: lora.scale, a: b.pointer, lda: lora.rank, b: a.pointer,
+                  ldb: adapter.inFeatures, beta: 1, c: weight.pointer, ldc: adapter.inFeatures)
+            tensors[adapter.weightName] = weight
+        }
+        adapters = [:]
+        adapterConfig = nil
+    }
+}

@@ -1,0 +1,544 @@
+import Foundation
+
+// B = batch, T = sequence, N = B·T rows, C = channels, V = vocabulary, L = layers,
+// H = query heads, KV = key/value heads, D = head dim, W = (H + 2·KV)·D, I = MLP inner width,
+// R = LoRA rank.
+
+/// Which tensors receive gradients.
+public enum TrainableSelection: Sendable, Equatable {
+    /// Every model tensor (full fine-tuning); adapters too when present.
+    case all
+    /// Only the LoRA adapters.
+    case adapters
+    /// Exactly these tensor names (model or adapter names).
+    case names(Set<String>)
+}
+
+/// Errors building a model for training or evaluation.
+public enum ModelError: Error, CustomStringConvertible, Equatable {
+    case unknownTrainableTensor(String)
+    case noTrainableTensors
+    case batchTooLarge(batch: Int, sequence: Int, maxBatch: Int, maxSequence: Int)
+    case sequenceTooLong(length: Int, maxPositions: Int)
+    case tokenOutOfRange(id: Int, vocabularySize: Int)
+    case unsupported(String)
+
+    public var description: String {
+        switch self {
+        case .unknownTrainableTensor(let name):
+            return "trainable tensor `\(name)` is not part of the model or its adapters."
+        case .noTrainableTensors:
+            return "nothing is trainable: add LoRA adapters or choose trainable tensors."
+        case .batchTooLarge(let batch, let sequence, let maxBatch, let maxSequence):
+            return "batch \(batch)×\(sequence) exceeds the model's buffers (\(maxBatch)×\(maxSequence))."
+        case .sequenceTooLong(let length, let maxPositions):
+            return "sequence length \(length) exceeds the model's \(maxPositions) positions; truncate the data."
+        case .tokenOutOfRange(let id, let vocabularySize):
+            return "token id \(id) is outside the vocabulary (\(vocabularySize)); was the data tokenized for another model?"
+        case .unsupported(let what):
+            return what
+        }
+    }
+}
+
+/// A linear module with its frozen or trainable weight, optional bias and optional LoRA.
+struct LinearModule {
+    var weight: UnsafeMutablePointer<Float>
+    var bias: UnsafeMutablePointer<Float>?
+    var weightGradient: UnsafeMutablePointer<Float>?
+    var biasGradient: UnsafeMutablePointer<Float>?
+    var inFeatures: Int
+    var outFeatures: Int
+    /// Column offset of this module's output inside a wider output buffer (q/k/v).
+    var outColumn: Int = 0
+    var lora: LoRAState?
+
+    struct LoRAState {
+        var a: UnsafeMutablePointer<Float>        // [R, IN]
+        var b: UnsafeMutablePointer<Float>        // [OUT, R]
+        var aGradient: UnsafeMutablePointer<Float>?
+        var bGradient: UnsafeMutablePointer<Float>?
+        var hidden: UnsafeMutablePointer<Float>   // [N, R] saved activations
+        var rank: Int
+        var scale: Float
+    }
+
+    func forward(out: UnsafeMutablePointer<Float>, outStride: Int, inp: UnsafePointer<Float>, rows: Int) {
+        let target = out + outColumn
+        linearForward(out: target, outStride: outStride, inp: inp, weight: weight, bias: bias,
+                      rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
+        if let lora {
+            loraForward(out: target, outStride: outStride, hidden: lora.hidden, inp: inp, loraA: lora.a,
+                        loraB: lora.b, scale: lora.scale, rows: rows, inFeatures: inFeatures,
+                        outFeatures: outFeatures, rank: lora.rank)
+        }
+    }
+
+    func backward(dinp: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>, doutStride: Int,
+                  inp: UnsafePointer<Float>, rows: Int, scratch: UnsafeMutablePointer<Float>) {
+        let source = dout + outColumn
+        linearBackward(dinp: dinp, dweight: weightGradient, dbias: biasGradient, dout: source,
+                       doutStride: doutStride, inp: inp, weight: weight, rows: rows,
+                       inFeatures: inFeatures, outFeatures: outFeatures)
+        if let lora {
+            loraBackward(dinp: dinp, dloraA: lora.aGradient, dloraB: lora.bGradient, dhidden: scratch,
+                         dout: source, doutStride: doutStride, hidden: lora.hidden, inp: inp,
+                         loraA: lora.a, loraB: lora.b, scale: lora.scale, rows: rows,
+                         inFeatures: inFeatures, outFeatures: outFeatures, rank: lora.rank)
+        }
+    }
+}
+
+/// A norm's weight (and bias for LayerNorm) with their gradients when trainable.
+struct NormParameters {
+    var weight: UnsafeMutablePointer<Float>
+    var bias: UnsafeMutablePointer<Float>?
+    var weightGradient: UnsafeMutablePointer<Float>?
+    var biasGradient: UnsafeMutablePointer<Float>?
+}
+
+/// One transformer block: its parameters and the activations saved for backward.
+struct Block {
+    var norm1: NormParameters
+    var qkv: [LinearModule]              // gpt2: [c_attn]; llama: [q, k, v]
+    var attentionOutput: LinearModule    // c_proj / o_proj
+    var norm2: NormParameters
+    var mlpIn: [LinearModule]            // gpt2: [c_fc]; llama: [gate, up]
+    var mlpOut: LinearModule             // c_proj / down_proj
+
+    // activations, sized for the largest batch
+    var input: UnsafeMutablePointer<Float>        // [N, C] residual stream into the block
+    var norm1Out: UnsafeMutablePointer<Float>     // [N, C]
+    var norm1Mean: UnsafeMutablePointer<Float>    // [N]
+    var norm1Rstd: UnsafeMutablePointer<Float>    // [N]
+    var qkvOut: UnsafeMutablePointer<Float>       // [N, W]
+    var probs: UnsafeMutablePointer<Float>        // [B, H, T, T]
+    var attention: UnsafeMutablePointer<Float>    // [N, H·D]
+    var middle: UnsafeMutablePointer<Float>       // [N, C] residual after attention
+    var norm2Out: UnsafeMutablePointer<Float>     // [N, C]
+    var norm2Mean: UnsafeMutablePointer<Float>    // [N]
+    var norm2Rstd: UnsafeMutablePointer<Float>    // [N]
+    var mlpHidden: UnsafeMutablePointer<Float>    // [N, I] gpt2: c_fc out; llama: gate out
+    var mlpHidden2: UnsafeMutablePointer<Float>   // [N, I] gpt2: gelu out; llama: up out
+    var mlpActivation: UnsafeMutablePointer<Float> // [N, I] llama: silu(gate)·up (gpt2: unused)
+}
+
+/// A decoder-only transformer (GPT-2 or Llama family, optional LoRA) with hand-written
+/// forward and backward passes (DESIGN.md §2).
+///
+/// Parameters live in one allocation, gradients in another; activations are allocated once
+/// for `maxBatchSize × maxSequenceLength` and reused, so a steady-state step allocates nothing.
+///
+/// Loss: per-example loss = mean cross-entropy over that example's label tokens (0 when it has
+/// none); batch loss = mean of the per-example losses.
+public final class Transformer {
+    public let config: ModelConfig
+    public let lora: LoRAConfig?
+    public let adapterSpecs: [AdapterSpec]
+    /// Model and adapter tensors, one allocation.
+    public let parameters: ParameterStore
+    /// Gradients of the trainable tensors, one allocation (same names).
+    public let gradients: ParameterStore
+    /// Names of the trainable tensors, in storage order.
+    public var trainableNames: [String] { gradients.names }
+    public let maxBatchSize: Int
+    public let maxSequenceLength: Int
+
+    private var blocks: [Block] = []
+    private let storages: [TensorStorage]  // keeps the activation buffers alive
+    private let tokenEmbedding: UnsafeMutablePointer<Float>
+    private let tokenEmbeddingGradient: UnsafeMutablePointer<Float>?
+    private let positionEmbedding: UnsafeMutablePointer<Float>?
+    private let positionEmbeddingGradient: UnsafeMutablePointer<Float>?
+    private let finalNorm: NormParameters
+    private let head: LinearModule  // weight = tied embedding or lm_head
+    private let rotary: RotaryTable?
+
+    private let ids: UnsafeMutablePointer<Int32>          // [N]
+    private let targets: UnsafeMutablePointer<Int32>      // [N]
+    private let rowLosses: UnsafeMutablePointer<Float>    // [N]
+    private let rowWeights: UnsafeMutablePointer<Float>   // [N]
+    private let finalInput: UnsafeMutablePointer<Float>   // [N, C]
+    private let finalNormOut: UnsafeMutablePointer<Float> // [N, C]
+    private let finalMean: UnsafeMutablePointer<Float>    // [N]
+    private let finalRstd: UnsafeMutablePointer<Float>    // [N]
+    private let logitsBuffer: UnsafeMutablePointer<Float> // [N, V], becomes dlogits in backward
+    // backward scratch
+    private let residualGradient: UnsafeMutablePointer<Float>  // [N, C]
+    private let normGradient: UnsafeMutablePointer<Float>      // [N, C]
+    private let qkvGradient: UnsafeMutablePointer<Float>       // [N, W]
+    private let attentionGradient: UnsafeMutablePointer<Float> // [N, H·D]
+    private let probsGradient: UnsafeMutablePointer<Float>     // [B, H, T, T]
+    private let mlpGradient: UnsafeMutablePointer<Float>       // [N, I]
+    private let mlpGradient2: UnsafeMutablePointer<Float>      // [N, I]
+    private let mlpGradient3: UnsafeMutablePointer<Float>      // [N, I]
+    private let loraScratch: UnsafeMutablePointer<Float>       // [N, R]
+
+    private var current: (batch: Int, sequence: Int) = (0, 0)
+    private var forwardDone = false
+    /// Per-example losses of the last forward pass.
+    public private(set) var perExampleLosses: [Float] = []
+    /// Scored tokens per example in the last forward pass.
+    public private(set) var perExampleTokenCounts: [Int] = []
+
+    /// Builds the model from a checkpoint. `lora` adds fresh adapters (seeded) unless the
+    /// checkpoint already has adapters, which are then used. `trainable` defaults to
+    /// `.adapters` with adapters and `.all` without.
+    public init(checkpoint: Checkpoint, lora requestedLoRA: LoRAConfig? = nil,
+                trainable requestedTrainable: TrainableSelection? = nil,
+                maxBatchSize: Int, maxSequenceLength: Int, adapterSeed: UInt64 = 0) throws {
+        try BLAS.load()
+        var checkpoint = checkpoint
+        if checkpoint.adapters.isEmpty, let requestedLoRA {
+            try checkpoint.addAdapters(requestedLoRA, seed: adapterSeed)
+        }
+        let lora = try checkpoint.loraConfig()
+        let config = checkpoint.config
+        guard maxSequenceLength <= config.maxPositions || config.modelType != .gpt2 else {
+            throw ModelError.sequenceTooLong(length: maxSequenceLength, maxPositions: config.maxPositions)
+        }
+        self.config = config
+        self.lora = lora
+        self.maxBatchSize = maxBatchSize
+        self.maxSequenceLength = maxSequenceLength
+        adapterSpecs = try lora.map { try config.adapterSpecs(for: $0) } ?? []
+
+        // Parameters: model tensors then adapters, one allocation.
+        let specs = config.parameterSpecs
+        var layout = specs.map { (name: $0.name, shape: $0.shape) }
+        for adapter in adapterSpecs {
+            guard let a = checkpoint.adapters[adapter.loraAName], a.shape == [lora!.rank, adapter.inFeatures] else {
+                throw LoRAError.missingAdapter(adapter.loraAName)
+            }
+            guard let b = checkpoint.adapters[adapter.loraBName], b.shape == [adapter.outFeatures, lora!.rank] else {
+                throw LoRAError.missingAdapter(adapter.loraBName)
+            }
+            layout.append((adapter.loraAName, a.shape))
+            layout.append((adapter.loraBName, b.shape))
+        }
+        parameters = ParameterStore(layout: layout)
+        for spec in specs { parameters[spec.name]!.pointer.update(from: checkpoint.tensors[spec.name]!.pointer, count: spec.shape.reduce(1, *)) }
+        for adapter in adapterSpecs {
+            for name in [adapter.loraAName, adapter.loraBName] {
+                let tensor = parameters[name]!
+                tensor.pointer.update(from: checkpoint.adapters[name]!.pointer, count: tensor.count)
+            }
+        }
+
+        // Gradients for the trainable tensors only.
+        let adapterNames = Set(adapterSpecs.flatMap { [$0.loraAName, $0.loraBName] })
+        let trainable = requestedTrainable ?? (adapterNames.isEmpty ? .all : .adapters)
+        let trainableSet: Set<String>
+        switch trainable {
+        case .all: trainableSet = Set(layout.map(\.name))
+        case .adapters: trainableSet = adapterNames
+        case .names(let names):
+            let known = Set(layout.map(\.name))
+            if let unknown = names.sorted().first(where: { !known.contains($0) }) {
+                throw ModelError.unknownTrainableTensor(unknown)
+            }
+            trainableSet = names
+        }
+        guard !trainableSet.isEmpty else { throw ModelError.noTrainableTensors }
+        gradients = ParameterStore(layout: layout.filter { trainableSet.contains($0.name) })
+
+        // Activations and scratch.
+        let C = config.hiddenSize, V = config.vocabularySize, I = config.intermediateSize
+        let H = config.headCount, KV = config.keyValueHeadCount, D = config.headDimension
+        let W = (H + 2 * KV) * D, N = maxBatchSize * maxSequenceLength
+        let R = lora?.rank ?? 0
+        var storages: [TensorStorage] = []
+        func buffer(_ count: Int) -> UnsafeMutablePointer<Float> {
+            let storage = TensorStorage(count: count)
+            storages.append(storage)
+            return storage.base
+        }
+        let params = parameters, grads = gradients
+        func weight(_ name: String) -> UnsafeMutablePointer<Float> { params[name]!.pointer }
+        func gradient(_ name: String) -> UnsafeMutablePointer<Float>? { grads[name]?.pointer }
+        let adapterByModule = Dictionary(uniqueKeysWithValues: adapterSpecs.map { ($0.module, $0) })
+        func linear(_ module: String, hasBias: Bool, outColumn: Int = 0) -> LinearModule {
+            let shape = params[module + ".weight"]!.shape
+            var result = LinearModule(weight: weight(module + ".weight"),
+                                      bias: hasBias ? weight(module + ".bias") : nil,
+                                      weightGradient: gradient(module + ".weight"),
+                                      biasGradient: hasBias ? gradient(module + ".bias") : nil,
+                                      inFeatures: shape[1], outFeatures: shape[0], outColumn: outColumn)
+            if let adapter = adapterByModule[module], let lora {
+                result.lora = LinearModule.LoRAState(
+                    a: weight(adapter.loraAName), b: weight(adapter.loraBName),
+                    aGradient: gradient(adapter.loraAName), bGradient: gradient(adapter.loraBName),
+                    hidden: buffer(N * R), rank: lora.rank, scale: lora.scale)
+            }
+            return result
+        }
+        func norm(_ module: String, hasBias: Bool) -> NormParameters {
+            NormParameters(weight: weight(module + ".weight"), bias: hasBias ? weight(module + ".bias") : nil,
+                           weightGradient: gradient(module + ".weight"),
+                           biasGradient: hasBias ? gradient(module + ".bias") : nil)
+        }
+
+        let isGPT2 = config.modelType == .gpt2
+        if config.modelType == .mixtral {
+            throw ModelError.unsupported("mixtral forward/backward arrives with the MoE issue; gpt2 and llama are supported")
+        }
+        for l in 0..<config.layerCount {
+            let p = isGPT2 ? "transformer.h.\(l)." : "model.layers.\(l)."
+            let block = Block(
+                norm1: norm(p + (isGPT2 ? "ln_1" : "input_layernorm"), hasBias: isGPT2),
+                qkv: isGPT2 ? [linear(p + "attn.c_attn", hasBias: true)]
+                    : [linear(p + "self_attn.q_proj", hasBias: false),
+                       linear(p + "self_attn.k_proj", hasBias: false, outColumn: H * D),
+                       linear(p + "self_attn.v_proj", hasBias: false, outColumn: (H + KV) * D)],
+                attentionOutput: linear(p + (isGPT2 ? "attn.c_proj" : "self_attn.o_proj"), hasBias: isGPT2),
+                norm2: norm(p + (isGPT2 ? "ln_2" : "post_attention_layernorm"), hasBias: isGPT2),
+                mlpIn: isGPT2 ? [linear(p + "mlp.c_fc", hasBias: true)]
+                    : [linear(p + "mlp.gate_proj", hasBias: false), linear(p + "mlp.up_proj", hasBias: false)],
+                mlpOut: linear(p + (isGPT2 ? "mlp.c_proj" : "mlp.down_proj"), hasBias: isGPT2),
+                input: buffer(N * C), norm1Out: buffer(N * C), norm1Mean: buffer(N), norm1Rstd: buffer(N),
+                qkvOut: buffer(N * W), probs: buffer(maxBatchSize * H * maxSequenceLength * maxSequenceLength),
+                attention: buffer(N * H * D), middle: buffer(N * C), norm2Out: buffer(N * C),
+                norm2Mean: buffer(N), norm2Rstd: buffer(N), mlpHidden: buffer(N * I), mlpHidden2: buffer(N * I),
+                mlpActivation: isGPT2 ? buffer(0) : buffer(N * I))
+            blocks.append(block)
+        }
+        let embeddingName = config.embeddingName
+        tokenEmbedding = weight(embeddingName)
+        tokenEmbeddingGradient = gradient(embeddingName)
+        positionEmbedding = isGPT2 ? weight("transformer.wpe.weight") : nil
+        positionEmbeddingGradient = isGPT2 ? gradient("transformer.wpe.weight") : nil
+        finalNorm = norm(isGPT2 ? "transformer.ln_f" : "model.norm", hasBias: isGPT2)
+        let headName = config.tiedEmbeddings ? embeddingName : "lm_head.weight"
+        head = LinearModule(weight: weight(headName), bias: nil, weightGradient: gradient(headName),
+                            biasGradient: nil, inFeatures: C, outFeatures: V)
+        rotary = isGPT2 ? nil : RotaryTable(maxPositions: maxSequenceLength, headDimension: D, theta: config.ropeTheta)
+
+        let idsStorage = UnsafeMutablePointer<Int32>.allocate(capacity: N)
+        let targetsStorage = UnsafeMutablePointer<Int32>.allocate(capacity: N)
+        idsStorage.initialize(repeating: 0, count: N)
+        targetsStorage.initialize(repeating: TokenBatch.ignoredLabel, count: N)
+        ids = idsStorage
+        targets = targetsStorage
+        rowLosses = buffer(N)
+        rowWeights = buffer(N)
+        finalInput = buffer(N * C)
+        finalNormOut = buffer(N * C)
+        finalMean = buffer(N)
+        finalRstd = buffer(N)
+        logitsBuffer = buffer(N * V)
+        residualGradient = buffer(N * C)
+        normGradient = buffer(N * C)
+        qkvGradient = buffer(N * W)
+        attentionGradient = buffer(N * H * D)
+        probsGradient = buffer(maxBatchSize * H * maxSequenceLength * maxSequenceLength)
+        mlpGradient = buffer(N * I)
+        mlpGradient2 = buffer(N * I)
+        mlpGradient3 = buffer(N * I)
+        loraScratch = buffer(max(N * R, 1))
+        self.storages = storages
+    }
+
+    deinit {
+        ids.deallocate()
+        targets.deallocate()
+    }
+
+    private var attentionShape: AttentionShape {
+        AttentionShape(batch: current.batch, sequence: current.sequence, heads: config.headCount,
+                       keyValueHeads: config.keyValueHeadCount, headDimension: config.headDimension)
+    }
+
+    // MARK: Forward
+
+    /// Runs the model on `batch`, computing logits and the loss. Returns the batch loss
+    /// (mean of per-example losses).
+    @discardableResult
+    public func forward(_ batch: TokenBatch) throws -> Float {
+        let B = batch.batchSize, T = batch.sequenceLength
+        guard B <= maxBatchSize, T <= maxSequenceLength else {
+            throw ModelError.batchTooLarge(batch: B, sequence: T, maxBatch: maxBatchSize, maxSequence: maxSequenceLength)
+        }
+        guard T <= config.maxPositions else {
+            throw ModelError.sequenceTooLong(length: T, maxPositions: config.maxPositions)
+        }
+        let V = config.vocabularySize
+        for id in batch.ids where id < 0 || Int(id) >= V {
+            throw ModelError.tokenOutOfRange(id: Int(id), vocabularySize: V)
+        }
+        for label in batch.labels where label != TokenBatch.ignoredLabel && (label < 0 || Int(label) >= V) {
+            throw ModelError.tokenOutOfRange(id: Int(label), vocabularySize: V)
+        }
+        current = (B, T)
+        let N = B * T, C = config.hiddenSize
+        batch.ids.withUnsafeBufferPointer { ids.update(from: $0.baseAddress!, count: N) }
+        batch.shiftedTargets(into: targets)
+
+        embeddingForward(out: blocks.first?.input ?? finalInput, ids: ids, tokenEmbedding: tokenEmbedding,
+                         positionEmbedding: positionEmbedding, rows: N, sequence: T, channels: C)
+        for l in blocks.indices {
+            let output = l + 1 < blocks.count ? blocks[l + 1].input : finalInput
+            blockForward(blocks[l], output: output, rows: N)
+        }
+        normForward(finalNorm, out: finalNormOut, mean: finalMean, rstd: finalRstd, inp: finalInput, rows: N)
+        head.forward(out: logitsBuffer, outStride: V, inp: finalNormOut, rows: N)
+        crossEntropyForward(rowLosses: rowLosses, logits: logitsBuffer, targets: targets, rows: N, vocabulary: V)
+
+        // per-example mean over label tokens; batch loss = mean over examples
+        perExampleLosses = [Float](repeating: 0, count: B)
+        perExampleTokenCounts = [Int](repeating: 0, count: B)
+        for b in 0..<B {
+            var sum: Float = 0, count = 0
+            for t in 0..<T where targets[b * T + t] >= 0 {
+                sum += rowLosses[b * T + t]
+                count += 1
+            }
+            perExampleLosses[b] = count > 0 ? sum / Float(count) : 0
+            perExampleTokenCounts[b] = count
+            let weight: Float = count > 0 ? 1 / (Float(count) * Float(B)) : 0
+            for t in 0..<T { rowWeights[b * T + t] = weight }
+        }
+        forwardDone = true
+        return perExampleLosses.reduce(0, +) / Float(max(B, 1))
+    }
+
+    private func normForward(_ norm: NormParameters, out: UnsafeMutablePointer<Float>,
+                             mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
+                             inp: UnsafePointer<Float>, rows: Int) {
+        let epsilon = Float(config.normEpsilon)
+        if let bias = norm.bias {
+            layerNormForward(out: out, mean: mean, rstd: rstd, inp: inp, weight: norm.weight, bias: bias,
+                             rows: rows, channels: config.hiddenSize, epsilon: epsilon)
+        } else {
+            rmsNormForward(out: out, rstd: rstd, inp: inp, weight: norm.weight, rows: rows,
+                           channels: config.hiddenSize, epsilon: epsilon)
+        }
+    }
+
+    private func blockForward(_ block: Block, output: UnsafeMutablePointer<Float>, rows N: Int) {
+        let C = config.hiddenSize, I = config.intermediateSize
+        let shape = attentionShape, W = shape.qkvWidth
+        normForward(block.norm1, out: block.norm1Out, mean: block.norm1Mean, rstd: block.norm1Rstd,
+                    inp: block.input, rows: N)
+        for module in block.qkv { module.forward(out: block.qkvOut, outStride: W, inp: block.norm1Out, rows: N) }
+        rotary?.apply(block.qkvOut, shape: shape, inverse: false)
+        attentionForward(out: block.attention, probs: block.probs, qkv: block.qkvOut, shape: shape)
+        block.attentionOutput.forward(out: block.middle, outStride: C, inp: block.attention, rows: N)
+        add(block.middle, block.input, count: N * C)
+        normForward(block.norm2, out: block.norm2Out, mean: block.norm2Mean, rstd: block.norm2Rstd,
+                    inp: block.middle, rows: N)
+        if config.modelType == .gpt2 {
+            block.mlpIn[0].forward(out: block.mlpHidden, outStride: I, inp: block.norm2Out, rows: N)
+            geluForward(out: block.mlpHidden2, inp: block.mlpHidden, count: N * I)
+            block.mlpOut.forward(out: output, outStride: C, inp: block.mlpHidden2, rows: N)
+        } else {
+            block.mlpIn[0].forward(out: block.mlpHidden, outStride: I, inp: block.norm2Out, rows: N)
+            block.mlpIn[1].forward(out: block.mlpHidden2, outStride: I, inp: block.norm2Out, rows: N)
+            swigluForward(out: block.mlpActivation, gate: block.mlpHidden, up: block.mlpHidden2, count: N * I)
+            block.mlpOut.forward(out: output, outStride: C, inp: block.mlpActivation, rows: N)
+        }
+        add(output, block.middle, count: N * C)
+    }
+
+    /// a += b
+    private func add(_ a: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, count: Int) {
+        for i in 0..<count { a[i] += b[i] }
+    }
+
+    // MARK: Backward
+
+    /// Back-propagates the last forward pass's batch loss, adding into `gradients`.
+    /// Destroys the logits (they become their gradient).
+    public func backward() {
+        precondition(forwardDone, "backward() needs a forward() first")
+        forwardDone = false
+        let (B, T) = current
+        let N = B * T, C = config.hiddenSize, V = config.vocabularySize
+        crossEntropyBackward(logitsToGradient: logitsBuffer, targets: targets, rowWeights: rowWeights,
+                             rows: N, vocabulary: V)
+        zero(normGradient, N * C)
+        head.backward(dinp: normGradient, dout: logitsBuffer, doutStride: V, inp: finalNormOut, rows: N, scratch: loraScratch)
+        zero(residualGradient, N * C)
+        normBackward(finalNorm, dinp: residualGradient, dout: normGradient, inp: finalInput,
+                     mean: finalMean, rstd: finalRstd, rows: N)
+        for l in blocks.indices.reversed() {
+            blockBackward(blocks[l], rows: N)
+        }
+        embeddingBackward(dtokenEmbedding: tokenEmbeddingGradient, dpositionEmbedding: positionEmbeddingGradient,
+                          dout: residualGradient, ids: ids, rows: N, sequence: T, channels: C)
+    }
+
+    private func zero(_ p: UnsafeMutablePointer<Float>, _ count: Int) { p.update(repeating: 0, count: count) }
+
+    private func normBackward(_ norm: NormParameters, dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
+                              inp: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
+                              rows: Int) {
+        if norm.bias != nil {
+            layerNormBackward(dinp: dinp, dweight: norm.weightGradient, dbias: norm.biasGradient, dout: dout,
+                              inp: inp, weight: norm.weight, mean: mean, rstd: rstd, rows: rows,
+                              channels: config.hiddenSize)
+        } else {
+            rmsNormBackward(dinp: dinp, dweight: norm.weightGradient, dout: dout, inp: inp, weight: norm.weight,
+                            rstd: rstd, rows: rows, channels: config.hiddenSize)
+        }
+    }
+
+    /// residualGradient holds d(block output) on entry and d(block input) on exit.
+    private func blockBackward(_ block: Block, rows N: Int) {
+        let C = config.hiddenSize, I = config.intermediateSize
+        let shape = attentionShape, W = shape.qkvWidth, HD = shape.outWidth
+        let dresidual = residualGradient
+        // forward was: output = middle + mlpOut(mlp(norm2(middle)))
+        if config.modelType == .gpt2 {
+            zero(mlpGradient, N * I)
+            block.mlpOut.backward(dinp: mlpGradient, dout: dresidual, doutStride: C, inp: block.mlpHidden2, rows: N, scratch: loraScratch)
+            zero(mlpGradient2, N * I)
+            geluBackward(dinp: mlpGradient2, dout: mlpGradient, inp: block.mlpHidden, count: N * I)
+            zero(normGradient, N * C)
+            block.mlpIn[0].backward(dinp: normGradient, dout: mlpGradient2, doutStride: I, inp: block.norm2Out, rows: N, scratch: loraScratch)
+        } else {
+            zero(mlpGradient, N * I)
+            block.mlpOut.backward(dinp: mlpGradient, dout: dresidual, doutStride: C, inp: block.mlpActivation, rows: N, scratch: loraScratch)
+            swigluBackward(dgate: mlpGradient2, dup: mlpGradient3, dout: mlpGradient, gate: block.mlpHidden,
+                           up: block.mlpHidden2, count: N * I)
+            zero(normGradient, N * C)
+            block.mlpIn[0].backward(dinp: normGradient, dout: mlpGradient2, doutStride: I, inp: block.norm2Out, rows: N, scratch: loraScratch)
+            block.mlpIn[1].backward(dinp: normGradient, dout: mlpGradient3, doutStride: I, inp: block.norm2Out, rows: N, scratch: loraScratch)
+        }
+        normBackward(block.norm2, dinp: dresidual, dout: normGradient, inp: block.middle,
+                     mean: block.norm2Mean, rstd: block.norm2Rstd, rows: N)
+        // forward was: middle = input + attentionOutput(attention(rotary(qkv(norm1(input)))))
+        zero(attentionGradient, N * HD)
+        block.attentionOutput.backward(dinp: attentionGradient, dout: dresidual, doutStride: C, inp: block.attention, rows: N, scratch: loraScratch)
+        zero(qkvGradient, N * W)
+        attentionBackward(dqkv: qkvGradient, dprobs: probsGradient, dout: attentionGradient, probs: block.probs,
+                          qkv: block.qkvOut, shape: shape)
+        rotary?.apply(qkvGradient, shape: shape, inverse: true)
+        zero(normGradient, N * C)
+        for module in block.qkv {
+            module.backward(dinp: normGradient, dout: qkvGradient, doutStride: W, inp: block.norm1Out, rows: N, scratch: loraScratch)
+        }
+        normBackward(block.norm1, dinp: dresidual, dout: normGradient, inp: block.input,
+                     mean: block.norm1Mean, rstd: block.norm1Rstd, rows: N)
+    }
+
+    // MARK: Results
+
+    /// The logits of example `b` at position `t` (valid after forward, before backward).
+    public func logits(example b: Int, position t: Int) -> UnsafeBufferPointer<Float> {
+        let V = config.vocabularySize
+        return UnsafeBufferPointer(start: logitsBuffer + (b * current.sequence + t) * V, count: V)
+    }
+
+    /// Sets every gradient to zero.
+    public func zeroGradients() { gradients.zero() }
+
+    /// The current parameters as a checkpoint (copies), adapters included.
+    public func checkpoint(base: Checkpoint) -> Checkpoint {
+        var result = base
+        result.tensors = Dictionary(uniqueKeysWithValues: config.parameterSpecs.map { ($0.name, parameters[$0.name]!.copy()) })
+        result.adapters = Dictionary(uniqueKeysWithValues: adapterSpecs.flatMap { [$0.loraAName, $0.loraBName] }
+            .map { ($0, parameters[$0]!.copy()) })
+        result.adapterConfig = lora?.peftJSON
+        return result
+    }
+}

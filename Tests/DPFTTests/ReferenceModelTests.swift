@@ -1,0 +1,119 @@
+import Foundation
+import Testing
+@testable import DPFT
+
+/// Forward and backward against PyTorch/transformers (+ PEFT) on tiny random models:
+/// fixtures from tools/make_forward_backward_fixtures.py. A padded batch of mixed lengths with
+/// masked labels and one example without label tokens.
+///
+/// Error measure, per tensor: max |dpft − reference| / max |reference| (scale-relative, so
+/// near-zero entries do not dominate). Bounds: logits and losses 1e-4, gradients 1e-3.
+@Suite struct ReferenceModelTests {
+    static let cases = ["gpt2-full", "gpt2-lora", "llama-gqa-full", "llama-gqa-lora", "llama-tied-full"]
+
+    struct Reference {
+        let file: HDF5File
+        let checkpoint: Checkpoint
+        let batch: TokenBatch
+
+        init(_ name: String) throws {
+            file = try HDF5File.openForReading(Fixtures.url("reference/\(name).h5").path)
+            let modelDirectory = try #require(try file.attribute("model_dir")?.stringValue)
+            var checkpoint = try HuggingFace.importModel(from: Fixtures.url(modelDirectory))
+            if file.isGroup("/adapters") {
+                guard case .integer(let rank)? = try file.attribute("lora_rank"),
+                      case .integer(let alpha)? = try file.attribute("lora_alpha"),
+                      let targets = try file.attribute("lora_targets")?.stringValue else {
+                    throw CheckpointError.missingAttribute(path: file.path, name: "lora_*")
+                }
+                let lora = LoRAConfig(rank: Int(rank), alpha: Double(alpha),
+                                      targets: try JSONDecoder().decode([String].self, from: Data(targets.utf8)))
+                for name in try file.children(of: "/adapters") {
+                    checkpoint.adapters[name] = try file.readTensor(at: "/adapters/\(name)")
+                }
+                checkpoint.adapterConfig = lora.peftJSON
+            }
+            self.checkpoint = checkpoint
+            let ids = try file.readTensor(at: "/input_ids"), labels = try file.readTensor(at: "/labels")
+            let lengths = try file.readTensor(at: "/lengths").values.map { Int($0) }
+            let T = ids.shape[1]
+            batch = TokenBatch(examples: lengths.enumerated().map { b, length in
+                (ids: (0..<length).map { Int(ids.pointer[b * T + $0]) },
+                 labels: (0..<length).map { Int(labels.pointer[b * T + $0]) })
+            }, sequenceLength: T)
+        }
+    }
+
+    static func scaleRelative(_ a: [Float], _ b: [Float]) -> Float {
+        let scale = b.map(abs).max() ?? 0
+        let worst = zip(a, b).map { abs($0 - $1) }.max() ?? 0
+        return worst / max(scale, 1e-12)
+    }
+
+    @Test(arguments: cases)
+    func forwardAndBackwardMatchPyTorch(name: String) throws {
+        let reference = try Reference(name)
+        let batch = reference.batch
+        let model = try Transformer(checkpoint: reference.checkpoint, maxBatchSize: batch.batchSize,
+                                    maxSequenceLength: batch.sequenceLength)
+        let loss = try model.forward(batch)
+
+        // logits at real positions only (padding rows are not defined by the model)
+        let referenceLogits = try reference.file.readTensor(at: "/logits")
+        let V = model.config.vocabularySize, T = batch.sequenceLength
+        var ours: [Float] = [], theirs: [Float] = []
+        for b in 0..<batch.batchSize {
+            for t in 0..<batch.lengths[b] {
+                ours += model.logits(example: b, position: t)
+                theirs += UnsafeBufferPointer(start: referenceLogits.pointer + (b * T + t) * V, count: V)
+            }
+        }
+        let logitsError = Self.scaleRelative(ours, theirs)
+        print("[\(name)] logits: \(logitsError)")
+        #expect(logitsError <= 1e-4, "logits differ by \(logitsError)")
+
+        let referenceLosses = try reference.file.readTensor(at: "/per_example_losses").values
+        let lossesError = Self.scaleRelative(model.perExampleLosses, referenceLosses)
+        #expect(lossesError <= 1e-4, "per-example losses \(model.perExampleLosses) vs \(referenceLosses)")
+        #expect(model.perExampleLosses[2] == 0, "the example without label tokens has loss 0")
+        let referenceLoss = try reference.file.readTensor(at: "/loss").values[0]
+        #expect(abs(loss - referenceLoss) / abs(referenceLoss) <= 1e-4, "loss \(loss) vs \(referenceLoss)")
+
+        model.backward()
+        let specs = Dictionary(uniqueKeysWithValues: model.config.parameterSpecs.map { ($0.name, $0) })
+        let referenceNames = try reference.file.children(of: "/grads")
+        #expect(Set(referenceNames) == Set(model.trainableNames), "trainable tensors differ from PyTorch's")
+        for gradientName in referenceNames {
+            var expected = try reference.file.readTensor(at: "/grads/\(gradientName)")
+            if specs[gradientName]?.storedTransposedByHF == true { expected = expected.transposed() }
+            let actual = try #require(model.gradients[gradientName], "no gradient for \(gradientName)")
+            #expect(actual.shape == expected.shape, "\(gradientName) shape")
+            let error = Self.scaleRelative(actual.values, expected.values)
+            print("[\(name)] \(gradientName): \(error)")
+            #expect(error <= 1e-3, "gradient of \(gradientName) differs by \(error)")
+        }
+    }
+
+    @Test func paddingChangesNothingForRealTokens() throws {
+        let reference = try Reference("llama-gqa-lora")
+        let batch = reference.batch
+        let model = try Transformer(checkpoint: reference.checkpoint, maxBatchSize: 4, maxSequenceLength: 20)
+        try model.forward(batch)
+        let shortLogits = Array(model.logits(example: 1, position: 3))
+        model.backward()
+        let shortGradients = model.gradients.storage.base
+        let before = Array(UnsafeBufferPointer(start: shortGradients, count: model.gradients.count))
+        model.zeroGradients()
+        // the same examples padded to 20 positions
+        let padded = TokenBatch(examples: (0..<batch.batchSize).map { b in
+            let T = batch.sequenceLength, length = batch.lengths[b]
+            return (ids: (0..<length).map { Int(batch.ids[b * T + $0]) },
+                    labels: (0..<length).map { Int(batch.labels[b * T + $0]) })
+        }, sequenceLength: 20)
+        try model.forward(padded)
+        #expect(Self.scaleRelative(Array(model.logits(example: 1, position: 3)), shortLogits) < 1e-6)
+        model.backward()
+        let after = Array(UnsafeBufferPointer(start: model.gradients.storage.base, count: model.gradients.count))
+        #expect(Self.scaleRelative(after, before) < 1e-5)
+    }
+}
