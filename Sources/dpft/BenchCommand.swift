@@ -6,7 +6,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Micro-benchmarks of the kernels dpft relies on.",
-        subcommands: [Gemm.self])
+        subcommands: [Gemm.self, Step.self])
 
     struct Gemm: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -85,6 +85,50 @@ struct BenchCommand: ParsableCommand {
             struct Raw: Decodable { var core: String; var results: [Row] }
             let raw = try JSONDecoder().decode(Raw.self, from: data)
             return raw.results.map { GemmBenchmark.Result(size: $0.size, seconds: 2 * Double($0.size * $0.size * $0.size) / $0.gflops / 1e9, gflops: $0.gflops) }
+        }
+    }
+
+    struct Step: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Time non-private training steps (forward + backward + SGD) on random tokens.",
+            discussion: "The default is DESIGN.md §8's reference GPT: gpt2, d=256, 4 layers, 4 heads, vocab 8192, T=128, B=16.")
+
+        @Option(help: "Model config.json (random weights).")
+        var config: String = "recipes/models/gpt2-reference.json"
+
+        @Option(help: "Examples per step (B).")
+        var batchSize: Int = 16
+
+        @Option(help: "Tokens per example (T).")
+        var sequenceLength: Int = 128
+
+        @Option(help: "Timed steps (after one warm-up step).")
+        var steps: Int = 5
+
+        @Option(help: "Train LoRA adapters of this rank on all attention and MLP modules instead of every weight.")
+        var loraRank: Int?
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func run() throws {
+            guard batchSize > 0, sequenceLength > 0, steps > 0 else {
+                throw ValidationError("--batch-size, --sequence-length and --steps must be positive")
+            }
+            let modelConfig = try ModelConfig(contentsOf: URL(fileURLWithPath: config))
+            let lora = loraRank.map { LoRAConfig(rank: $0, alpha: Double(2 * $0), targets: modelConfig.adaptableModuleNames) }
+            let result = try StepBenchmark.run(config: modelConfig, batchSize: batchSize,
+                                               sequenceLength: sequenceLength, steps: steps, lora: lora)
+            if json {
+                let object: [String: Any] = ["seconds_per_step": result.medianSeconds, "tokens_per_second": result.tokensPerSecond,
+                                             "steps": result.secondsPerStep, "trainable_parameters": result.trainableParameters,
+                                             "batch_size": batchSize, "sequence_length": sequenceLength, "lora_rank": loraRank as Any]
+                print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+                return
+            }
+            print("dpft non-private step (\(modelConfig.modelType.rawValue), B=\(batchSize), T=\(sequenceLength)"
+                  + (loraRank.map { ", LoRA r=\($0)" } ?? ", full") + ", \(result.trainableParameters) trainable): "
+                  + String(format: "%.3f s/step (median of %d), %.0f tokens/s", result.medianSeconds, steps, result.tokensPerSecond))
         }
     }
 }

@@ -5,7 +5,7 @@ struct DPFTCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dpft",
         abstract: "Differentially private fine-tuning of transformer language models on CPUs.",
-        subcommands: [InitCommand.self, ImportCommand.self, ExportCommand.self,
+        subcommands: [InitCommand.self, ImportCommand.self, ExportCommand.self, EvalCommand.self, GenerateCommand.self,
                       TokenizerCommand.self, BenchCommand.self])
 }
 

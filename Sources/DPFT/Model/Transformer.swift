@@ -12,6 +12,8 @@ public enum TrainableSelection: Sendable, Equatable {
     case adapters
     /// Exactly these tensor names (model or adapter names).
     case names(Set<String>)
+    /// Nothing: inference only (evaluation, generation).
+    case none
 }
 
 /// Errors building a model for training or evaluation.
@@ -144,22 +146,22 @@ public final class Transformer {
     public let maxBatchSize: Int
     public let maxSequenceLength: Int
 
-    private var blocks: [Block] = []
+    var blocks: [Block] = []
     private let storages: [TensorStorage]  // keeps the activation buffers alive
-    private let tokenEmbedding: UnsafeMutablePointer<Float>
+    let tokenEmbedding: UnsafeMutablePointer<Float>
     private let tokenEmbeddingGradient: UnsafeMutablePointer<Float>?
-    private let positionEmbedding: UnsafeMutablePointer<Float>?
+    let positionEmbedding: UnsafeMutablePointer<Float>?
     private let positionEmbeddingGradient: UnsafeMutablePointer<Float>?
-    private let finalNorm: NormParameters
-    private let head: LinearModule  // weight = tied embedding or lm_head
-    private let rotary: RotaryTable?
+    let finalNorm: NormParameters
+    let head: LinearModule  // weight = tied embedding or lm_head
+    let rotary: RotaryTable?
 
     private let ids: UnsafeMutablePointer<Int32>          // [N]
     private let targets: UnsafeMutablePointer<Int32>      // [N]
     private let rowLosses: UnsafeMutablePointer<Float>    // [N]
     private let rowWeights: UnsafeMutablePointer<Float>   // [N]
     private let finalInput: UnsafeMutablePointer<Float>   // [N, C]
-    private let finalNormOut: UnsafeMutablePointer<Float> // [N, C]
+    let finalNormOut: UnsafeMutablePointer<Float> // [N, C]
     private let finalMean: UnsafeMutablePointer<Float>    // [N]
     private let finalRstd: UnsafeMutablePointer<Float>    // [N]
     private let logitsBuffer: UnsafeMutablePointer<Float> // [N, V], becomes dlogits in backward
@@ -238,8 +240,9 @@ public final class Transformer {
                 throw ModelError.unknownTrainableTensor(unknown)
             }
             trainableSet = names
+        case .none: trainableSet = []
         }
-        guard !trainableSet.isEmpty else { throw ModelError.noTrainableTensors }
+        guard !trainableSet.isEmpty || trainable == .none else { throw ModelError.noTrainableTensors }
         gradients = ParameterStore(layout: layout.filter { trainableSet.contains($0.name) })
 
         // Activations and scratch.

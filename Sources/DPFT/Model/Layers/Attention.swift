@@ -133,23 +133,26 @@ struct RotaryTable {
     /// Rotates the query and key heads of qkv in place (inverse = true undoes it, which is
     /// also the backward of the rotation since it is orthogonal).
     func apply(_ qkv: UnsafeMutablePointer<Float>, shape s: AttentionShape, inverse: Bool) {
-        let T = s.sequence, D = s.headDimension, W = s.qkvWidth
-        let rotatedHeads = s.heads + s.keyValueHeads  // queries then keys are adjacent
+        let T = s.sequence, W = s.qkvWidth
+        Parallel.forEachChunk(s.batch * T, minimumPerChunk: 64) { range in
+            for row in range {
+                rotate(qkv + row * W, position: row % T, heads: s.heads + s.keyValueHeads, inverse: inverse)
+            }
+        }
+    }
+
+    /// Rotates `heads` consecutive heads of one row (queries then keys are adjacent in qkv).
+    func rotate(_ row: UnsafeMutablePointer<Float>, position t: Int, heads: Int, inverse: Bool) {
         let sign: Float = inverse ? -1 : 1
         cos.withUnsafeBufferPointer { cosines in
             sin.withUnsafeBufferPointer { sines in
-                Parallel.forEachChunk(s.batch * T, minimumPerChunk: 64) { range in
-                    for row in range {
-                        let t = row % T
-                        let c = cosines.baseAddress! + t * half, sn = sines.baseAddress! + t * half
-                        for head in 0..<rotatedHeads {
-                            let x = qkv + row * W + head * D
-                            for i in 0..<half {
-                                let a = x[i], b = x[i + half], si = sign * sn[i]
-                                x[i] = a * c[i] - b * si
-                                x[i + half] = b * c[i] + a * si
-                            }
-                        }
+                let c = cosines.baseAddress! + t * half, sn = sines.baseAddress! + t * half
+                for head in 0..<heads {
+                    let x = row + head * 2 * half
+                    for i in 0..<half {
+                        let a = x[i], b = x[i + half], si = sign * sn[i]
+                        x[i] = a * c[i] - b * si
+                        x[i + half] = b * c[i] + a * si
                     }
                 }
             }

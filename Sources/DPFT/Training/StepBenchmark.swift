@@ -1,0 +1,42 @@
+import Foundation
+
+/// Times non-private training steps (forward + backward + SGD update) on random tokens.
+public enum StepBenchmark {
+    public struct Result: Sendable {
+        public var secondsPerStep: [Double]
+        public var tokensPerStep: Int
+        public var trainableParameters: Int
+        public var medianSeconds: Double {
+            let sorted = secondsPerStep.sorted()
+            return sorted[sorted.count / 2]
+        }
+        public var tokensPerSecond: Double { Double(tokensPerStep) / medianSeconds }
+    }
+
+    /// Builds a random model from `config`, then runs `warmup` untimed and `steps` timed steps.
+    public static func run(config: ModelConfig, batchSize: Int, sequenceLength: Int, steps: Int,
+                           warmup: Int = 1, lora: LoRAConfig? = nil) throws -> Result {
+        let checkpoint = Checkpoint.initialized(config: config, seed: 1)
+        let model = try Transformer(checkpoint: checkpoint, lora: lora, maxBatchSize: batchSize,
+                                    maxSequenceLength: sequenceLength, adapterSeed: 2)
+        var generator = SeededGenerator(seed: 3)
+        let examples = (0..<batchSize).map { _ in
+            (ids: (0..<sequenceLength).map { _ in Int(generator.next() % UInt64(config.vocabularySize)) },
+             labels: [Int]?.none)
+        }
+        let batch = TokenBatch(examples: examples, sequenceLength: sequenceLength)
+        let optimizer = SGD(learningRate: 1e-4)
+        var times: [Double] = []
+        for step in 0..<(warmup + steps) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            model.zeroGradients()
+            try model.forward(batch)
+            model.backward()
+            optimizer.step(model)
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            if step >= warmup { times.append(seconds) }
+        }
+        return Result(secondsPerStep: times, tokensPerStep: batchSize * sequenceLength,
+                      trainableParameters: model.gradients.count)
+    }
+}

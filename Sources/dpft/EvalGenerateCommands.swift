@@ -1,0 +1,110 @@
+import ArgumentParser
+import DPFT
+import Foundation
+
+/// Loads the tokenizer given on the command line, else the checkpoint's, else nil.
+func loadTokenizer(path: String?, checkpoint: Checkpoint, checkpointPath: String) throws -> Tokenizer? {
+    if let path { return try Tokenizer(contentsOf: URL(fileURLWithPath: path)) }
+    if let bytes = checkpoint.tokenizerModel {
+        return try Tokenizer(modelBytes: bytes, source: "\(checkpointPath) (/tokenizer)")
+    }
+    return nil
+}
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Mean token cross-entropy and perplexity of a checkpoint on a data file.",
+        discussion: """
+            Reads JSON Lines of {"text": …} (tokenized with the checkpoint's or --tokenizer's \
+            SentencePiece model, no BOS/EOS added) or {"input_ids": […], "labels"?: […]} \
+            (label −100 = not scored). The logits at position t are scored against token t + 1; \
+            the loss is the mean over every scored token of the file. Examples longer than the \
+            model's positions are truncated (and counted).
+            """)
+
+    @Argument(help: "The checkpoint to evaluate.")
+    var checkpoint: String
+
+    @Option(help: "JSON Lines data file.")
+    var data: String
+
+    @Option(help: "SentencePiece model for {\"text\"} lines (default: the checkpoint's own).")
+    var tokenizer: String?
+
+    @Option(help: "Examples per forward pass.")
+    var batchSize: Int = 8
+
+    @Flag(help: "Print {\"loss\", \"perplexity\", \"tokens\", \"examples\"} as JSON.")
+    var json = false
+
+    func run() throws {
+        guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+        let model = try Checkpoint.read(from: URL(fileURLWithPath: checkpoint))
+        let tokenizerModel = try loadTokenizer(path: tokenizer, checkpoint: model, checkpointPath: checkpoint)
+        let (result, truncated) = try Evaluation.evaluate(model, dataFile: URL(fileURLWithPath: data),
+                                                          tokenizer: tokenizerModel, batchSize: batchSize)
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(result), as: UTF8.self))
+        } else {
+            print(String(format: "loss %.6f  perplexity %.4f  (%d tokens scored in %d examples)",
+                         result.loss, result.perplexity, result.tokens, result.examples))
+        }
+        if truncated > 0 {
+            FileHandle.standardError.write(Data("note: \(truncated) examples were truncated to \(model.config.maxPositions) tokens\n".utf8))
+        }
+    }
+}
+
+struct GenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Continue a prompt with a checkpoint (KV-cached decoding).",
+        discussion: "Temperature 0 is greedy decoding. Stops at the tokenizer's EOS or after --max-new-tokens.")
+
+    @Argument(help: "The checkpoint to generate with.")
+    var checkpoint: String
+
+    @Option(help: "The prompt text.")
+    var prompt: String
+
+    @Option(help: "Tokens to generate at most.")
+    var maxNewTokens: Int = 32
+
+    @Option(help: "Sampling temperature; 0 = greedy.")
+    var temperature: Float = 0
+
+    @Option(help: "Nucleus sampling threshold in (0, 1].")
+    var topP: Float = 1
+
+    @Option(help: "Seed for sampling.")
+    var seed: UInt64 = 0
+
+    @Option(help: "SentencePiece model (default: the checkpoint's own).")
+    var tokenizer: String?
+
+    @Flag(help: "Decode without the KV cache (re-runs the whole prefix each token; for checking).")
+    var noCache = false
+
+    func run() throws {
+        guard maxNewTokens >= 0 else { throw ValidationError("--max-new-tokens must be ≥ 0") }
+        guard temperature >= 0 else { throw ValidationError("--temperature must be ≥ 0") }
+        guard topP > 0 && topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
+        let model = try Checkpoint.read(from: URL(fileURLWithPath: checkpoint))
+        guard let tokenizerModel = try loadTokenizer(path: tokenizer, checkpoint: model, checkpointPath: checkpoint) else {
+            throw ValidationError("\(checkpoint) has no tokenizer; pass --tokenizer TOK.model")
+        }
+        let promptIds = try tokenizerModel.encode(prompt)
+        let length = min(promptIds.count + maxNewTokens, model.config.maxPositions)
+        let transformer = try Transformer(checkpoint: model, trainable: TrainableSelection.none,
+                                          maxBatchSize: 1, maxSequenceLength: max(length, 1))
+        let generator = try Generator(model: transformer, maxLength: max(length, 1))
+        let options = SamplingOptions(temperature: temperature, topP: topP, seed: seed, maxNewTokens: maxNewTokens,
+                                      stopToken: tokenizerModel.eosId >= 0 ? tokenizerModel.eosId : nil)
+        let tokens = try generator.generate(prompt: promptIds, options: options, useCache: !noCache)
+        let text = try tokenizerModel.decode(tokens.filter { $0 != tokenizerModel.eosId })
+        print(prompt + (prompt.hasSuffix(" ") || text.hasPrefix(" ") ? "" : " ") + text)
+    }
+}

@@ -1,0 +1,84 @@
+import Foundation
+import Testing
+@testable import DPFT
+
+@Suite struct EvalGenerateTests {
+    struct Expected: Decodable {
+        struct File: Decodable {
+            var file: String
+            var model_dir: String
+            var loss: Double
+            var tokens: Int
+            var examples: Int
+            var token_ids: [[Int]]?
+        }
+        var files: [File]
+    }
+
+    /// `dpft eval`'s code path on an imported HF model equals transformers' mean token CE
+    /// (fixture from tools/make_forward_backward_fixtures.py), relative ≤ 1e-4.
+    @Test func evalMatchesTransformersLoss() throws {
+        let expected = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: Fixtures.url("eval/expected.json")))
+        #expect(expected.files.count == 2)
+        for file in expected.files {
+            let checkpoint = try HuggingFace.importModel(from: Fixtures.url(file.model_dir))
+            let tokenizer = try checkpoint.tokenizerModel.map { try Tokenizer(modelBytes: $0) }
+            for batchSize in [1, 4] {
+                let (result, truncated) = try Evaluation.evaluate(checkpoint, dataFile: Fixtures.url("eval/\(file.file)"),
+                                                                  tokenizer: tokenizer, batchSize: batchSize)
+                #expect(truncated == 0)
+                #expect(result.tokens == file.tokens, "\(file.file)")
+                #expect(result.examples == file.examples, "\(file.file)")
+                #expect(abs(result.loss - file.loss) / file.loss <= 1e-4, "\(file.file): \(result.loss) vs \(file.loss)")
+                #expect(abs(result.perplexity - exp(file.loss)) / exp(file.loss) <= 1e-3)
+            }
+            if let ids = file.token_ids, let tokenizer {
+                let lines = try JSONLReader.read(Fixtures.url("eval/\(file.file)"))
+                for ((_, record), expectedIds) in zip(lines, ids) {
+                    guard case .text(let text) = record else { Issue.record("expected text lines"); continue }
+                    #expect(try tokenizer.encode(text) == expectedIds)
+                }
+            }
+        }
+    }
+
+    @Test func evalErrorsNameTheLine() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let checkpoint = try HuggingFace.importModel(from: Fixtures.url("hf/gpt2-tiny"))
+        let data = directory.appendingPathComponent("data.jsonl")
+        try Data("{\"input_ids\": [1, 2, 3]}\n\n{\"input_ids\": [1, \"x\"]}\n".utf8).write(to: data)
+        #expect(throws: DataError.malformedLine(path: data.path, line: 3, reason: "`input_ids` must hold integers only")) {
+            try Evaluation.evaluate(checkpoint, dataFile: data, tokenizer: nil, batchSize: 2)
+        }
+        try Data("{\"text\": \"hello\"}\n".utf8).write(to: data)
+        #expect(throws: DataError.needsTokenizer(path: data.path, line: 1)) {
+            try Evaluation.evaluate(checkpoint, dataFile: data, tokenizer: nil, batchSize: 2)
+        }
+        try Data("{\"input_ids\": [1, 999]}\n".utf8).write(to: data)
+        #expect(throws: ModelError.tokenOutOfRange(id: 999, vocabularySize: 301)) {
+            try Evaluation.evaluate(checkpoint, dataFile: data, tokenizer: nil, batchSize: 2)
+        }
+        try Data("\n".utf8).write(to: data)
+        #expect(throws: DataError.noExamples(path: data.path)) {
+            try Evaluation.evaluate(checkpoint, dataFile: data, tokenizer: nil, batchSize: 2)
+        }
+    }
+
+    /// The KV-cached decoder must reproduce full-prefix decoding token for token.
+    @Test(arguments: ["gpt2-lora", "llama-gqa-lora", "llama-tied-full"])
+    func kvCacheGivesIdenticalTokens(reference: String) throws {
+        let checkpoint = try ReferenceModelTests.Reference(reference).checkpoint
+        let model = try Transformer(checkpoint: checkpoint, trainable: TrainableSelection.none,
+                                    maxBatchSize: 1, maxSequenceLength: 40)
+        let generator = try Generator(model: model, maxLength: 40)
+        let prompt = [5, 17, 42, 8, 100]
+        for options in [SamplingOptions(maxNewTokens: 30),
+                        SamplingOptions(temperature: 0.8, topP: 0.9, seed: 11, maxNewTokens: 30)] {
+            let cached = try generator.generate(prompt: prompt, options: options, useCache: true)
+            let uncached = try generator.generate(prompt: prompt, options: options, useCache: false)
+            #expect(cached.count == 30)
+            #expect(cached == uncached, "\(reference) T=\(options.temperature): \(cached) vs \(uncached)")
+        }
+    }
+}
