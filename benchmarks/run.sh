@@ -15,3 +15,14 @@ peak_rss() {  # command... → prints "peak RSS N MiB" after the command's own o
 
 echo "== sgemm (dpft's automatic OpenBLAS core vs the Prescott fallback, same run)"
 peak_rss "$bin" bench gemm
+
+echo
+echo "== non-private training step on the reference GPT (DESIGN.md §8): dpft, then PyTorch, same run"
+peak_rss "$bin" bench step
+peak_rss "$bin" bench step --lora-rank 8
+if [ -x tools/.venv/bin/python ]; then
+    peak_rss tools/.venv/bin/python tools/bench_torch_step.py
+    peak_rss tools/.venv/bin/python tools/bench_torch_step.py --lora-rank 8
+else
+    echo "  (PyTorch side skipped: run tools/setup-venv.sh to install it into tools/.venv)"
+fi
