@@ -39,7 +39,7 @@ public struct Checkpoint {
         for spec in config.parameterSpecs {
             let tensor = Tensor(zeros: spec.shape)
             switch spec.kind {
-            case .embedding, .positionEmbedding, .linearWeight, .router:
+            case .embedding, .positionEmbedding, .linearWeight, .router, .loraA, .loraB:
                 tensor.fillNormal(std: 0.02, using: &generator)
             case .normWeight:
                 tensor.fill(1)

@@ -3,7 +3,7 @@
 
 /// What role a parameter tensor plays; grouping strategies and initialisation read it.
 public enum ParameterKind: String, Sendable, Codable {
-    case embedding, positionEmbedding, linearWeight, linearBias, normWeight, normBias, router
+    case embedding, positionEmbedding, linearWeight, linearBias, normWeight, normBias, router, loraA, loraB
 }
 
 /// One parameter tensor of a model: its HF name, dpft shape and role.

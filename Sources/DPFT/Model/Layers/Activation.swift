@@ -41,7 +41,7 @@ func swigluForward(out: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>,
 }
 
 /// forward was: out = g σ(g) ⊙ up, so:
-///   dup += dout · g σ(g);  dgate += dout · up · σ(g)(1 + g(1 − σ(g))).
+///   dup = dout · g σ(g);  dgate = dout · up · σ(g)(1 + g(1 − σ(g))).
 /// Overwrites (does not add to) dgate and dup: they are per-step scratch.
 func swigluBackward(dgate: UnsafeMutablePointer<Float>, dup: UnsafeMutablePointer<Float>,
                     dout: UnsafePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
