@@ -387,8 +387,10 @@ public final class Transformer {
         crossEntropyForward(rowLosses: rowLosses, logits: logitsBuffer, targets: targets, rows: N, vocabulary: V)
 
         // per-example mean over label tokens; batch loss = mean over examples
-        perExampleLosses = [Float](repeating: 0, count: B)
-        perExampleTokenCounts = [Int](repeating: 0, count: B)
+        if perExampleLosses.count != B {  // reallocated only when the batch size changes
+            perExampleLosses = [Float](repeating: 0, count: B)
+            perExampleTokenCounts = [Int](repeating: 0, count: B)
+        }
         for b in 0..<B {
             var sum: Float = 0, count = 0
             for t in 0..<T where targets[b * T + t] >= 0 {
