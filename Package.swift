@@ -10,6 +10,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // DP noise: ChaCha20 keystream (a CSPRNG) keyed from the operating system.
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // OpenBLAS is loaded at run time (dlopen) so that OPENBLAS_CORETYPE can be chosen
@@ -21,7 +23,10 @@ let package = Package(
                 linkerSettings: [.linkedLibrary("sentencepiece"),
                                  .linkedLibrary("sentencepiece_train"),
                                  .linkedLibrary("stdc++")]),
-        .target(name: "DPFT", dependencies: ["CBLAS", "CHDF5", "CSentencePiece"]),
+        .target(name: "DPFT", dependencies: [
+            "CBLAS", "CHDF5", "CSentencePiece",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         .executableTarget(name: "dpft", dependencies: [
             "DPFT",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -51,6 +51,12 @@ struct LinearModule {
     var biasGradient: UnsafeMutablePointer<Float>?
     var inFeatures: Int
     var outFeatures: Int
+    /// Indices of the trainable weight and bias in the gradient store (for book-keeping).
+    var weightTensor: Int?
+    var biasTensor: Int?
+    /// The head's output gradient (the logits buffer) lives until the end of backward.
+    var outputGradientIsStable = false
+    var isTiedHead = false
     /// Column offset of this module's output inside a wider output buffer (q/k/v).
     var outColumn: Int = 0
     var lora: LoRAState?
@@ -63,6 +69,8 @@ struct LinearModule {
         var hidden: UnsafeMutablePointer<Float>   // [N, R] saved activations
         var rank: Int
         var scale: Float
+        var aTensor: Int?
+        var bTensor: Int?
     }
 
     func forward(out: UnsafeMutablePointer<Float>, outStride: Int, inp: UnsafePointer<Float>, rows: Int) {
@@ -76,17 +84,43 @@ struct LinearModule {
         }
     }
 
+    /// Input gradient always; weight gradients directly, or through `books` (DP: the
+    /// book-keeper forms the clipped sums instead).
     func backward(dinp: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>, doutStride: Int,
-                  inp: UnsafePointer<Float>, rows: Int, scratch: UnsafeMutablePointer<Float>) {
+                  inp: UnsafePointer<Float>, rows: Int, scratch: UnsafeMutablePointer<Float>,
+                  books: BookKeeper?) {
         let source = dout + outColumn
-        linearBackward(dinp: dinp, dweight: weightGradient, dbias: biasGradient, dout: source,
+        linearBackward(dinp: dinp, dweight: books == nil ? weightGradient : nil,
+                       dbias: books == nil ? biasGradient : nil, dout: source,
                        doutStride: doutStride, inp: inp, weight: weight, rows: rows,
                        inFeatures: inFeatures, outFeatures: outFeatures)
         if let lora {
-            loraBackward(dinp: dinp, dloraA: lora.aGradient, dloraB: lora.bGradient, dhidden: scratch,
+            loraBackward(dinp: dinp, dloraA: books == nil ? lora.aGradient : nil,
+                         dloraB: books == nil ? lora.bGradient : nil, dhidden: scratch,
                          dout: source, doutStride: doutStride, hidden: lora.hidden, inp: inp,
                          loraA: lora.a, loraB: lora.b, scale: lora.scale, rows: rows,
                          inFeatures: inFeatures, outFeatures: outFeatures, rank: lora.rank)
+        }
+        guard let books else { return }
+        if let weightTensor {
+            books.outerProduct(tensor: weightTensor, e: source, eStride: doutStride, a: inp, aStride: inFeatures,
+                               inFeatures: inFeatures, outFeatures: outFeatures,
+                               eIsStable: outputGradientIsStable, isTiedHead: isTiedHead)
+        }
+        if let biasTensor {
+            books.rowSum(tensor: biasTensor, e: source, eStride: doutStride, width: outFeatures)
+        }
+        if let lora {
+            // forward was: hidden = inp · Aᵀ; out += scale · hidden · Bᵀ
+            if let bTensor = lora.bTensor {
+                books.outerProduct(tensor: bTensor, e: source, eStride: doutStride, a: lora.hidden, aStride: lora.rank,
+                                   inFeatures: lora.rank, outFeatures: outFeatures, scale: lora.scale,
+                                   eIsStable: outputGradientIsStable)
+            }
+            if let aTensor = lora.aTensor {
+                books.outerProduct(tensor: aTensor, e: scratch, eStride: lora.rank, a: inp, aStride: inFeatures,
+                                   inFeatures: inFeatures, outFeatures: lora.rank)
+            }
         }
     }
 }
@@ -97,6 +131,8 @@ struct NormParameters {
     var bias: UnsafeMutablePointer<Float>?
     var weightGradient: UnsafeMutablePointer<Float>?
     var biasGradient: UnsafeMutablePointer<Float>?
+    var weightTensor: Int?
+    var biasTensor: Int?
 }
 
 /// One transformer block: its parameters and the activations saved for backward.
@@ -155,6 +191,13 @@ public final class Transformer {
     let finalNorm: NormParameters
     let head: LinearModule  // weight = tied embedding or lm_head
     let rotary: RotaryTable?
+    private let tokenEmbeddingTensor: Int?
+    private let positionEmbeddingTensor: Int?
+    /// Set by the DP engine: weight gradients go through book-keeping (clipped sums).
+    var bookKeeper: BookKeeper?
+    /// When true, the loss is Σ_i L_i (each example's own gradient, as DP needs) instead of
+    /// the mean over examples.
+    var sumsPerExampleLosses = false
 
     private let ids: UnsafeMutablePointer<Int32>          // [N]
     private let targets: UnsafeMutablePointer<Int32>      // [N]
@@ -177,6 +220,7 @@ public final class Transformer {
     private let loraScratch: UnsafeMutablePointer<Float>       // [N, R]
 
     private var current: (batch: Int, sequence: Int) = (0, 0)
+    private var currentLengths: [Int] = []
     private var forwardDone = false
     /// Per-example losses of the last forward pass.
     public private(set) var perExampleLosses: [Float] = []
@@ -259,6 +303,8 @@ public final class Transformer {
         let params = parameters, grads = gradients
         func weight(_ name: String) -> UnsafeMutablePointer<Float> { params[name]!.pointer }
         func gradient(_ name: String) -> UnsafeMutablePointer<Float>? { grads[name]?.pointer }
+        let tensorIndices = Dictionary(uniqueKeysWithValues: grads.names.enumerated().map { ($1, $0) })
+        func tensor(_ name: String) -> Int? { tensorIndices[name] }
         let adapterByModule = Dictionary(uniqueKeysWithValues: adapterSpecs.map { ($0.module, $0) })
         func linear(_ module: String, hasBias: Bool, outColumn: Int = 0) -> LinearModule {
             let shape = params[module + ".weight"]!.shape
@@ -266,19 +312,23 @@ public final class Transformer {
                                       bias: hasBias ? weight(module + ".bias") : nil,
                                       weightGradient: gradient(module + ".weight"),
                                       biasGradient: hasBias ? gradient(module + ".bias") : nil,
-                                      inFeatures: shape[1], outFeatures: shape[0], outColumn: outColumn)
+                                      inFeatures: shape[1], outFeatures: shape[0],
+                                      weightTensor: tensor(module + ".weight"),
+                                      biasTensor: hasBias ? tensor(module + ".bias") : nil, outColumn: outColumn)
             if let adapter = adapterByModule[module], let lora {
                 result.lora = LinearModule.LoRAState(
                     a: weight(adapter.loraAName), b: weight(adapter.loraBName),
                     aGradient: gradient(adapter.loraAName), bGradient: gradient(adapter.loraBName),
-                    hidden: buffer(N * R), rank: lora.rank, scale: lora.scale)
+                    hidden: buffer(N * R), rank: lora.rank, scale: lora.scale,
+                    aTensor: tensor(adapter.loraAName), bTensor: tensor(adapter.loraBName))
             }
             return result
         }
         func norm(_ module: String, hasBias: Bool) -> NormParameters {
             NormParameters(weight: weight(module + ".weight"), bias: hasBias ? weight(module + ".bias") : nil,
                            weightGradient: gradient(module + ".weight"),
-                           biasGradient: hasBias ? gradient(module + ".bias") : nil)
+                           biasGradient: hasBias ? gradient(module + ".bias") : nil,
+                           weightTensor: tensor(module + ".weight"), biasTensor: hasBias ? tensor(module + ".bias") : nil)
         }
 
         let isGPT2 = config.modelType == .gpt2
@@ -313,7 +363,10 @@ public final class Transformer {
         finalNorm = norm(isGPT2 ? "transformer.ln_f" : "model.norm", hasBias: isGPT2)
         let headName = config.tiedEmbeddings ? embeddingName : "lm_head.weight"
         head = LinearModule(weight: weight(headName), bias: nil, weightGradient: gradient(headName),
-                            biasGradient: nil, inFeatures: C, outFeatures: V)
+                            biasGradient: nil, inFeatures: C, outFeatures: V, weightTensor: tensor(headName),
+                            outputGradientIsStable: true, isTiedHead: config.tiedEmbeddings)
+        tokenEmbeddingTensor = tensor(embeddingName)
+        positionEmbeddingTensor = isGPT2 ? tensor("transformer.wpe.weight") : nil
         rotary = isGPT2 ? nil : RotaryTable(maxPositions: maxSequenceLength, headDimension: D, theta: config.ropeTheta)
 
         let idsStorage = UnsafeMutablePointer<Int32>.allocate(capacity: N)
@@ -372,6 +425,7 @@ public final class Transformer {
             throw ModelError.tokenOutOfRange(id: Int(label), vocabularySize: V)
         }
         current = (B, T)
+        currentLengths = batch.lengths
         let N = B * T, C = config.hiddenSize
         batch.ids.withUnsafeBufferPointer { ids.update(from: $0.baseAddress!, count: N) }
         batch.shiftedTargets(into: targets)
@@ -399,7 +453,7 @@ public final class Transformer {
             }
             perExampleLosses[b] = count > 0 ? sum / Float(count) : 0
             perExampleTokenCounts[b] = count
-            let weight: Float = count > 0 ? 1 / (Float(count) * Float(B)) : 0
+            let weight: Float = count > 0 ? 1 / (Float(count) * (sumsPerExampleLosses ? 1 : Float(B))) : 0
             for t in 0..<T { rowWeights[b * T + t] = weight }
         }
         forwardDone = true
@@ -458,18 +512,24 @@ public final class Transformer {
         forwardDone = false
         let (B, T) = current
         let N = B * T, C = config.hiddenSize, V = config.vocabularySize
+        bookKeeper?.begin(batchSize: B, sequenceLength: T, lengths: currentLengths, ids: ids)
         crossEntropyBackward(logitsToGradient: logitsBuffer, targets: targets, rowWeights: rowWeights,
                              rows: N, vocabulary: V)
         zero(normGradient, N * C)
-        head.backward(dinp: normGradient, dout: logitsBuffer, doutStride: V, inp: finalNormOut, rows: N, scratch: loraScratch)
+        head.backward(dinp: normGradient, dout: logitsBuffer, doutStride: V, inp: finalNormOut, rows: N, scratch: loraScratch, books: bookKeeper)
         zero(residualGradient, N * C)
         normBackward(finalNorm, dinp: residualGradient, dout: normGradient, inp: finalInput,
                      mean: finalMean, rstd: finalRstd, rows: N)
         for l in blocks.indices.reversed() {
             blockBackward(blocks[l], rows: N)
         }
-        embeddingBackward(dtokenEmbedding: tokenEmbeddingGradient, dpositionEmbedding: positionEmbeddingGradient,
-                          dout: residualGradient, ids: ids, rows: N, sequence: T, channels: C)
+        if let books = bookKeeper {
+            if let tensor = tokenEmbeddingTensor { books.tokenEmbedding(tensor: tensor, e: residualGradient, width: C) }
+            if let tensor = positionEmbeddingTensor { books.positionEmbedding(tensor: tensor, e: residualGradient, width: C) }
+        } else {
+            embeddingBackward(dtokenEmbedding: tokenEmbeddingGradient, dpositionEmbedding: positionEmbeddingGradient,
+                              dout: residualGradient, ids: ids, rows: N, sequence: T, channels: C)
+        }
     }
 
     private func zero(_ p: UnsafeMutablePointer<Float>, _ count: Int) { p.update(repeating: 0, count: count) }
@@ -477,14 +537,21 @@ public final class Transformer {
     private func normBackward(_ norm: NormParameters, dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
                               inp: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
                               rows: Int) {
+        let books = bookKeeper, C = config.hiddenSize
         if norm.bias != nil {
-            layerNormBackward(dinp: dinp, dweight: norm.weightGradient, dbias: norm.biasGradient, dout: dout,
-                              inp: inp, weight: norm.weight, mean: mean, rstd: rstd, rows: rows,
-                              channels: config.hiddenSize)
+            layerNormBackward(dinp: dinp, dweight: books == nil ? norm.weightGradient : nil,
+                              dbias: books == nil ? norm.biasGradient : nil, dout: dout,
+                              inp: inp, weight: norm.weight, mean: mean, rstd: rstd, rows: rows, channels: C)
         } else {
-            rmsNormBackward(dinp: dinp, dweight: norm.weightGradient, dout: dout, inp: inp, weight: norm.weight,
-                            rstd: rstd, rows: rows, channels: config.hiddenSize)
+            rmsNormBackward(dinp: dinp, dweight: books == nil ? norm.weightGradient : nil, dout: dout, inp: inp,
+                            weight: norm.weight, rstd: rstd, rows: rows, channels: C)
         }
+        guard let books else { return }
+        // forward was: out = x̂ ⊙ weight (+ bias)
+        if let tensor = norm.weightTensor {
+            books.normWeight(tensor: tensor, dout: dout, inp: inp, mean: norm.bias != nil ? mean : nil, rstd: rstd, width: C)
+        }
+        if let tensor = norm.biasTensor { books.rowSum(tensor: tensor, e: dout, eStride: C, width: C) }
     }
 
     /// residualGradient holds d(block output) on entry and d(block input) on exit.
@@ -495,32 +562,32 @@ public final class Transformer {
         // forward was: output = middle + mlpOut(mlp(norm2(middle)))
         if config.modelType == .gpt2 {
             zero(mlpGradient, N * I)
-            block.mlpOut.backward(dinp: mlpGradient, dout: dresidual, doutStride: C, inp: block.mlpHidden2, rows: N, scratch: loraScratch)
+            block.mlpOut.backward(dinp: mlpGradient, dout: dresidual, doutStride: C, inp: block.mlpHidden2, rows: N, scratch: loraScratch, books: bookKeeper)
             zero(mlpGradient2, N * I)
             geluBackward(dinp: mlpGradient2, dout: mlpGradient, inp: block.mlpHidden, count: N * I)
             zero(normGradient, N * C)
-            block.mlpIn[0].backward(dinp: normGradient, dout: mlpGradient2, doutStride: I, inp: block.norm2Out, rows: N, scratch: loraScratch)
+            block.mlpIn[0].backward(dinp: normGradient, dout: mlpGradient2, doutStride: I, inp: block.norm2Out, rows: N, scratch: loraScratch, books: bookKeeper)
         } else {
             zero(mlpGradient, N * I)
-            block.mlpOut.backward(dinp: mlpGradient, dout: dresidual, doutStride: C, inp: block.mlpActivation, rows: N, scratch: loraScratch)
+            block.mlpOut.backward(dinp: mlpGradient, dout: dresidual, doutStride: C, inp: block.mlpActivation, rows: N, scratch: loraScratch, books: bookKeeper)
             swigluBackward(dgate: mlpGradient2, dup: mlpGradient3, dout: mlpGradient, gate: block.mlpHidden,
                            up: block.mlpHidden2, count: N * I)
             zero(normGradient, N * C)
-            block.mlpIn[0].backward(dinp: normGradient, dout: mlpGradient2, doutStride: I, inp: block.norm2Out, rows: N, scratch: loraScratch)
-            block.mlpIn[1].backward(dinp: normGradient, dout: mlpGradient3, doutStride: I, inp: block.norm2Out, rows: N, scratch: loraScratch)
+            block.mlpIn[0].backward(dinp: normGradient, dout: mlpGradient2, doutStride: I, inp: block.norm2Out, rows: N, scratch: loraScratch, books: bookKeeper)
+            block.mlpIn[1].backward(dinp: normGradient, dout: mlpGradient3, doutStride: I, inp: block.norm2Out, rows: N, scratch: loraScratch, books: bookKeeper)
         }
         normBackward(block.norm2, dinp: dresidual, dout: normGradient, inp: block.middle,
                      mean: block.norm2Mean, rstd: block.norm2Rstd, rows: N)
         // forward was: middle = input + attentionOutput(attention(rotary(qkv(norm1(input)))))
         zero(attentionGradient, N * HD)
-        block.attentionOutput.backward(dinp: attentionGradient, dout: dresidual, doutStride: C, inp: block.attention, rows: N, scratch: loraScratch)
+        block.attentionOutput.backward(dinp: attentionGradient, dout: dresidual, doutStride: C, inp: block.attention, rows: N, scratch: loraScratch, books: bookKeeper)
         zero(qkvGradient, N * W)
         attentionBackward(dqkv: qkvGradient, dprobs: probsGradient, dout: attentionGradient, probs: block.probs,
                           qkv: block.qkvOut, shape: shape)
         rotary?.apply(qkvGradient, shape: shape, inverse: true)
         zero(normGradient, N * C)
         for module in block.qkv {
-            module.backward(dinp: normGradient, dout: qkvGradient, doutStride: W, inp: block.norm1Out, rows: N, scratch: loraScratch)
+            module.backward(dinp: normGradient, dout: qkvGradient, doutStride: W, inp: block.norm1Out, rows: N, scratch: loraScratch, books: bookKeeper)
         }
         normBackward(block.norm1, dinp: dresidual, dout: normGradient, inp: block.input,
                      mean: block.norm1Mean, rstd: block.norm1Rstd, rows: N)

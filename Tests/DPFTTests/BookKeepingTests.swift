@@ -1,0 +1,167 @@
+import Foundation
+import Testing
+@testable import DPFT
+
+/// Book-keeping clipping against brute force: true per-example gradients (one backward per
+/// example), their group norms, clip factors and clipped sum. Bound: relative 1e-4
+/// (norms/factors element-wise, the clipped sum scale-relative).
+@Suite struct BookKeepingTests {
+    /// Per-example gradients by brute force, keyed by tensor name: [example][flattened values].
+    static func perExampleGradients(_ checkpoint: Checkpoint, batch: TokenBatch) throws -> (names: [String], gradients: [[String: [Float]]]) {
+        let model = try Transformer(checkpoint: checkpoint, maxBatchSize: 1, maxSequenceLength: batch.sequenceLength)
+        var result: [[String: [Float]]] = []
+        let T = batch.sequenceLength
+        for b in 0..<batch.batchSize {
+            let length = batch.lengths[b]
+            let single = TokenBatch(examples: [(ids: (0..<length).map { Int(batch.ids[b * T + $0]) },
+                                                labels: (0..<length).map { Int(batch.labels[b * T + $0]) })])
+            model.zeroGradients()
+            try model.forward(single)
+            model.backward()
+            result.append(Dictionary(uniqueKeysWithValues: model.trainableNames.map { ($0, model.gradients[$0]!.values) }))
+        }
+        return (model.trainableNames, result)
+    }
+
+    /// Groupings built by hand (the registry's built-ins are tested through it separately).
+    static func groupings(_ names: [String]) -> [(String, [[String]])] {
+        func module(_ name: String) -> String {
+            for suffix in [".lora_A.weight", ".lora_B.weight", ".weight", ".bias"] where name.hasSuffix(suffix) {
+                return String(name.dropLast(suffix.count))
+            }
+            return name
+        }
+        var modules: [String: [String]] = [:], order: [String] = []
+        for name in names {
+            let key = module(name)
+            if modules[key] == nil { order.append(key) }
+            modules[key, default: []].append(name)
+        }
+        return [
+            ("all-layer", [names]),
+            ("param-wise", names.map { [$0] }),
+            ("layer-wise", order.map { modules[$0]! }),
+            // non-contiguous: alternate tensors between two groups
+            ("alternating", [names.enumerated().filter { $0.offset % 2 == 0 }.map(\.element),
+                             names.enumerated().filter { $0.offset % 2 == 1 }.map(\.element)].filter { !$0.isEmpty }),
+        ]
+    }
+
+    @Test(arguments: ReferenceModelTests.cases)
+    func bookKeepingEqualsBruteForce(name: String) throws {
+        let reference = try ReferenceModelTests.Reference(name)
+        let batch = reference.batch
+        let (names, perExample) = try Self.perExampleGradients(reference.checkpoint, batch: batch)
+        let model = try Transformer(checkpoint: reference.checkpoint, maxBatchSize: batch.batchSize,
+                                    maxSequenceLength: batch.sequenceLength)
+        for (strategy, members) in Self.groupings(names) {
+            // brute-force norms per example and group
+            let bruteNorms: [[Double]] = perExample.map { gradients in
+                members.map { group in group.map { gradients[$0]!.reduce(0.0) { $0 + Double($1) * Double($1) } }.reduce(0, +).squareRoot() }
+            }
+            // thresholds near the median norm, so some examples are clipped and some not
+            let thresholds = members.indices.map { k in
+                let sorted = bruteNorms.map { $0[k] }.filter { $0 > 0 }.sorted()
+                return sorted.isEmpty ? 1 : sorted[sorted.count / 2]
+            }
+            for clipping in [ClippingFunction.abadi, .automatic(gamma: 0.01)] {
+                let groups = members.enumerated().map { ClippingGroup(name: "g\($0.offset)", threshold: thresholds[$0.offset], parameters: $0.element) }
+                let engine = try PrivateGradient(model: model, groups: groups, clipping: clipping)
+                model.zeroGradients()
+                try engine.accumulate(batch)
+                for (i, norms) in bruteNorms.enumerated() {
+                    for k in norms.indices {
+                        let expected = norms[k], actual = engine.perSampleNorms[i][k]
+                        #expect(abs(actual - expected) <= 1e-4 * max(expected, 1e-8),
+                                "\(name)/\(strategy): norm of example \(i) group \(k): \(actual) vs \(expected)")
+                        let factor = clipping.factor(norm: expected, threshold: thresholds[k])
+                        #expect(abs(engine.clipFactors[i][k] - factor) <= 1e-4 * factor,
+                                "\(name)/\(strategy)/\(clipping.name): clip factor \(i),\(k)")
+                    }
+                }
+                for (k, group) in members.enumerated() {
+                    for tensor in group {
+                        var expected = [Double](repeating: 0, count: perExample[0][tensor]!.count)
+                        for i in perExample.indices {
+                            let factor = clipping.factor(norm: bruteNorms[i][k], threshold: thresholds[k])
+                            for (j, value) in perExample[i][tensor]!.enumerated() { expected[j] += factor * Double(value) }
+                        }
+                        let actual = model.gradients[tensor]!.values
+                        let scale = expected.map(abs).max() ?? 0
+                        let worst = zip(actual, expected).map { abs(Double($0) - $1) }.max() ?? 0
+                        #expect(worst <= 1e-4 * max(scale, 1e-12),
+                                "\(name)/\(strategy)/\(clipping.name): clipped sum of \(tensor) off by \(worst / max(scale, 1e-12))")
+                    }
+                }
+            }
+        }
+    }
+
+    /// With a huge threshold (abadi) and no noise the private gradient is the gradient of
+    /// Σ_i L_i, divided by the expected batch size.
+    @Test func hugeThresholdWithoutNoiseIsTheNonPrivateGradient() throws {
+        let reference = try ReferenceModelTests.Reference("llama-tied-full")
+        let batch = reference.batch
+        let model = try Transformer(checkpoint: reference.checkpoint, maxBatchSize: 4, maxSequenceLength: batch.sequenceLength)
+        try model.forward(batch)
+        model.backward()  // gradient of the mean of per-example losses = (Σ_i ∇L_i) / B
+        let nonPrivate = model.gradients.storage.base
+        let expected = (0..<model.gradients.count).map { nonPrivate[$0] }
+        model.zeroGradients()
+        let engine = try PrivateGradient(model: model, groups: [ClippingGroup(name: "all", threshold: 1e9, parameters: model.trainableNames)],
+                                         clipping: .abadi)
+        try engine.accumulate(batch)
+        var noise = NoiseSource.seeded(1)
+        try engine.finishLogicalBatch(noiseMultiplier: 0, expectedBatchSize: Double(batch.batchSize), noise: &noise)
+        let actual = (0..<model.gradients.count).map { model.gradients.storage.base[$0] }
+        #expect(ReferenceModelTests.scaleRelative(actual, expected) < 1e-5)
+    }
+
+    /// Noise scale: over ≥ 10⁶ coordinates the sample standard deviation is within 1% of
+    /// σ·√(Σ R_k²)/B_expected.
+    @Test func noiseHasTheRightScale() throws {
+        let config = try ModelConfig(json: Data(#"{"model_type": "gpt2", "vocab_size": 6000, "n_positions": 16, "n_embd": 128, "n_layer": 2, "n_head": 2}"#.utf8), source: "test")
+        let model = try Transformer(checkpoint: .initialized(config: config, seed: 1), maxBatchSize: 1, maxSequenceLength: 4)
+        #expect(model.gradients.count >= 1_000_000)
+        let names = model.trainableNames
+        let groups = [ClippingGroup(name: "a", threshold: 0.5, parameters: Array(names.prefix(3))),
+                      ClippingGroup(name: "b", threshold: 2.0, parameters: Array(names.dropFirst(3)))]
+        let engine = try PrivateGradient(model: model, groups: groups, clipping: .abadi)
+        model.zeroGradients()
+        var noise = NoiseSource.secure()
+        try engine.finishLogicalBatch(noiseMultiplier: 1.3, expectedBatchSize: 64, noise: &noise)
+        let values = (0..<model.gradients.count).map { Double(model.gradients.storage.base[$0]) }
+        let mean = values.reduce(0, +) / Double(values.count)
+        let std = (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(values.count - 1)).squareRoot()
+        let expected = 1.3 * (0.25 + 4.0).squareRoot() / 64
+        #expect(abs(std - expected) / expected < 0.01, "std \(std) vs \(expected)")
+        #expect(abs(mean) < 5 * expected / Double(values.count).squareRoot())
+    }
+
+    @Test func seededNoiseIsReproducibleAndSecureNoiseIsNot() throws {
+        var a = NoiseSource.seeded(42), b = NoiseSource.seeded(42), c = NoiseSource.secure(), d = NoiseSource.secure()
+        let x = (0..<4).map { _ in a.nextUniform() }, y = (0..<4).map { _ in b.nextUniform() }
+        #expect(x == y)
+        #expect((0..<4).map { _ in c.nextUniform() } != (0..<4).map { _ in d.nextUniform() })
+        #expect(a.isSeeded && !c.isSeeded)
+    }
+
+    /// Groups that close early hold fewer books: layer-wise peak below all-layer on the same batch.
+    @Test func layerWiseHoldsFewerBooksThanAllLayer() throws {
+        let reference = try ReferenceModelTests.Reference("gpt2-full")
+        let batch = reference.batch
+        let model = try Transformer(checkpoint: reference.checkpoint, maxBatchSize: 4, maxSequenceLength: batch.sequenceLength)
+        var peaks: [String: Int] = [:]
+        for (strategy, members) in Self.groupings(model.trainableNames) where ["all-layer", "layer-wise"].contains(strategy) {
+            let engine = try PrivateGradient(model: model, groups: members.enumerated().map {
+                ClippingGroup(name: "g\($0.offset)", threshold: 1, parameters: $0.element)
+            }, clipping: .abadi)
+            model.zeroGradients()
+            try engine.accumulate(batch)
+            peaks[strategy] = engine.peakBookBytes
+            #expect(engine.bookBytesHeld == 0, "books are freed when their group closes")
+        }
+        #expect(peaks["layer-wise"]! < peaks["all-layer"]!, "\(peaks)")
+        #expect(peaks["all-layer"]! > 0)
+    }
+}
