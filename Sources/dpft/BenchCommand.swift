@@ -108,6 +108,12 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Train LoRA adapters of this rank on all attention and MLP modules instead of every weight.")
         var loraRank: Int?
 
+        @Option(help: "Make the step private with this grouping strategy (e.g. all-layer, layer-wise, per-block): book-keeping clipping, noise σ = 1.")
+        var `private`: String?
+
+        @Option(help: "Clip function for --private: abadi or automatic.")
+        var clipping: ClippingChoice = .abadi
+
         @Flag(help: "Print JSON.")
         var json = false
 
@@ -118,17 +124,21 @@ struct BenchCommand: ParsableCommand {
             let modelConfig = try ModelConfig(contentsOf: URL(fileURLWithPath: config))
             let lora = loraRank.map { LoRAConfig(rank: $0, alpha: Double(2 * $0), targets: modelConfig.adaptableModuleNames) }
             let result = try StepBenchmark.run(config: modelConfig, batchSize: batchSize,
-                                               sequenceLength: sequenceLength, steps: steps, lora: lora)
+                                               sequenceLength: sequenceLength, steps: steps, lora: lora,
+                                               grouping: `private`, clipping: clipping == .abadi ? .abadi : .automatic(gamma: 0.01))
             if json {
                 let object: [String: Any] = ["seconds_per_step": result.medianSeconds, "tokens_per_second": result.tokensPerSecond,
                                              "steps": result.secondsPerStep, "trainable_parameters": result.trainableParameters,
-                                             "batch_size": batchSize, "sequence_length": sequenceLength, "lora_rank": loraRank as Any]
+                                             "batch_size": batchSize, "sequence_length": sequenceLength, "lora_rank": loraRank as Any,
+                                             "private": `private` as Any, "peak_book_bytes": result.peakBookBytes]
                 print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
                 return
             }
-            print("dpft non-private step (\(modelConfig.modelType.rawValue), B=\(batchSize), T=\(sequenceLength)"
+            let kind = `private`.map { "private \($0) (\(clipping.rawValue))" } ?? "non-private"
+            print("dpft \(kind) step (\(modelConfig.modelType.rawValue), B=\(batchSize), T=\(sequenceLength)"
                   + (loraRank.map { ", LoRA r=\($0)" } ?? ", full") + ", \(result.trainableParameters) trainable): "
-                  + String(format: "%.3f s/step (median of %d), %.0f tokens/s", result.medianSeconds, steps, result.tokensPerSecond))
+                  + String(format: "%.3f s/step (median of %d), %.0f tokens/s", result.medianSeconds, steps, result.tokensPerSecond)
+                  + (`private` != nil ? String(format: ", peak books %.1f MiB", Double(result.peakBookBytes) / 1_048_576) : ""))
         }
     }
 }

@@ -101,7 +101,7 @@ struct GenerateCommand: ParsableCommand {
         let transformer = try Transformer(checkpoint: model, trainable: TrainableSelection.none,
                                           maxBatchSize: 1, maxSequenceLength: max(length, 1))
         let generator = try Generator(model: transformer, maxLength: max(length, 1))
-        let options = SamplingOptions(temperature: temperature, topP: topP, seed: seed, maxNewTokens: maxNewTokens,
+        let options = GenerationOptions(temperature: temperature, topP: topP, seed: seed, maxNewTokens: maxNewTokens,
                                       stopToken: tokenizerModel.eosId >= 0 ? tokenizerModel.eosId : nil)
         let tokens = try generator.generate(prompt: promptIds, options: options, useCache: !noCache)
         let text = try tokenizerModel.decode(tokens.filter { $0 != tokenizerModel.eosId })

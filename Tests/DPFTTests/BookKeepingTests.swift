@@ -65,8 +65,9 @@ import Testing
                 return sorted.isEmpty ? 1 : sorted[sorted.count / 2]
             }
             for clipping in [ClippingFunction.abadi, .automatic(gamma: 0.01)] {
-                let groups = members.enumerated().map { ClippingGroup(name: "g\($0.offset)", threshold: thresholds[$0.offset], parameters: $0.element) }
-                let engine = try PrivateGradient(model: model, groups: groups, clipping: clipping)
+                let groups = members.enumerated().map { ParameterGroup(name: "g\($0.offset)", threshold: thresholds[$0.offset], parameters: $0.element) }
+                let grouping = try Grouping(strategy: strategy, groups: groups, parameters: names)
+                let engine = try PrivateGradient(model: model, grouping: grouping, clipping: clipping)
                 model.zeroGradients()
                 try engine.accumulate(batch)
                 for (i, norms) in bruteNorms.enumerated() {
@@ -108,8 +109,9 @@ import Testing
         let nonPrivate = model.gradients.storage.base
         let expected = (0..<model.gradients.count).map { nonPrivate[$0] }
         model.zeroGradients()
-        let engine = try PrivateGradient(model: model, groups: [ClippingGroup(name: "all", threshold: 1e9, parameters: model.trainableNames)],
-                                         clipping: .abadi)
+        let grouping = try Grouping(strategy: "all-layer", groups: [ParameterGroup(name: "all", threshold: 1e9, parameters: model.trainableNames)],
+                                    parameters: model.trainableNames)
+        let engine = try PrivateGradient(model: model, grouping: grouping, clipping: .abadi)
         try engine.accumulate(batch)
         var noise = NoiseSource.seeded(1)
         try engine.finishLogicalBatch(noiseMultiplier: 0, expectedBatchSize: Double(batch.batchSize), noise: &noise)
@@ -124,9 +126,9 @@ import Testing
         let model = try Transformer(checkpoint: .initialized(config: config, seed: 1), maxBatchSize: 1, maxSequenceLength: 4)
         #expect(model.gradients.count >= 1_000_000)
         let names = model.trainableNames
-        let groups = [ClippingGroup(name: "a", threshold: 0.5, parameters: Array(names.prefix(3))),
-                      ClippingGroup(name: "b", threshold: 2.0, parameters: Array(names.dropFirst(3)))]
-        let engine = try PrivateGradient(model: model, groups: groups, clipping: .abadi)
+        let groups = [ParameterGroup(name: "a", threshold: 0.5, parameters: Array(names.prefix(3))),
+                      ParameterGroup(name: "b", threshold: 2.0, parameters: Array(names.dropFirst(3)))]
+        let engine = try PrivateGradient(model: model, grouping: try Grouping(strategy: "test", groups: groups, parameters: names), clipping: .abadi)
         model.zeroGradients()
         var noise = NoiseSource.secure()
         try engine.finishLogicalBatch(noiseMultiplier: 1.3, expectedBatchSize: 64, noise: &noise)
@@ -153,9 +155,9 @@ import Testing
         let model = try Transformer(checkpoint: reference.checkpoint, maxBatchSize: 4, maxSequenceLength: batch.sequenceLength)
         var peaks: [String: Int] = [:]
         for (strategy, members) in Self.groupings(model.trainableNames) where ["all-layer", "layer-wise"].contains(strategy) {
-            let engine = try PrivateGradient(model: model, groups: members.enumerated().map {
-                ClippingGroup(name: "g\($0.offset)", threshold: 1, parameters: $0.element)
-            }, clipping: .abadi)
+            let groups = members.enumerated().map { ParameterGroup(name: "g\($0.offset)", threshold: 1, parameters: $0.element) }
+            let engine = try PrivateGradient(model: model, grouping: try Grouping(strategy: strategy, groups: groups, parameters: model.trainableNames),
+                                             clipping: .abadi)
             model.zeroGradients()
             try engine.accumulate(batch)
             peaks[strategy] = engine.peakBookBytes

@@ -73,8 +73,8 @@ import Testing
                                     maxBatchSize: 1, maxSequenceLength: 40)
         let generator = try Generator(model: model, maxLength: 40)
         let prompt = [5, 17, 42, 8, 100]
-        for options in [SamplingOptions(maxNewTokens: 30),
-                        SamplingOptions(temperature: 0.8, topP: 0.9, seed: 11, maxNewTokens: 30)] {
+        for options in [GenerationOptions(maxNewTokens: 30),
+                        GenerationOptions(temperature: 0.8, topP: 0.9, seed: 11, maxNewTokens: 30)] {
             let cached = try generator.generate(prompt: prompt, options: options, useCache: true)
             let uncached = try generator.generate(prompt: prompt, options: options, useCache: false)
             #expect(cached.count == 30)

@@ -122,6 +122,7 @@ struct LinearModule {
                                    inFeatures: inFeatures, outFeatures: lora.rank)
             }
         }
+        books.secure()
     }
 }
 
@@ -552,6 +553,7 @@ public final class Transformer {
             books.normWeight(tensor: tensor, dout: dout, inp: inp, mean: norm.bias != nil ? mean : nil, rstd: rstd, width: C)
         }
         if let tensor = norm.biasTensor { books.rowSum(tensor: tensor, e: dout, eStride: C, width: C) }
+        books.secure()
     }
 
     /// residualGradient holds d(block output) on entry and d(block input) on exit.

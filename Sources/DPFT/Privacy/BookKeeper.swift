@@ -59,6 +59,9 @@ final class BookKeeper {
         var tensor: Int
         var book: Book
         var owned: TensorStorage?  // a copy of e when the source was scratch
+        /// Source to copy at the next `secure()` (rows, width, source, stride) when the book
+        /// still points into scratch that later backward steps will overwrite.
+        var unsecured: (rows: Int, width: Int, source: UnsafePointer<Float>, stride: Int)?
     }
 
     let clipping: ClippingFunction
@@ -91,6 +94,10 @@ final class BookKeeper {
     private(set) var peakBytesHeld = 0
 
     private var scratch = TensorStorage(count: 0)
+    /// Per-example Gram matrices a_i a_iᵀ of the last input seen: q/k/v (and gate/up) share
+    /// their input, so their ghost norms share these.
+    private var grams = TensorStorage(count: 0)
+    private var gramsSource: (pointer: UnsafePointer<Float>, stride: Int, width: Int)?
 
     var groupCount: Int { thresholds.count }
 
@@ -120,6 +127,26 @@ final class BookKeeper {
         normSquared = [Double](repeating: 0, count: batchSize * groupCount)
         clipFactors = [Double](repeating: 0, count: batchSize * groupCount)
         headBooks = [:]
+        gramsSource = nil
+    }
+
+    /// Fills `grams` with a_i a_iᵀ (L_i × L_i, packed one after another) unless cached.
+    private func inputGrams(_ a: UnsafePointer<Float>, stride: Int, width: Int) -> UnsafeMutablePointer<Float> {
+        if let source = gramsSource, source.pointer == a, source.stride == stride, source.width == width {
+            return grams.base
+        }
+        let total = lengths.reduce(0) { $0 + $1 * $1 }
+        if grams.count < total { grams = TensorStorage(count: total) }
+        var offset = 0
+        for i in 0..<batchSize {
+            let L = lengths[i]
+            let ai = a + i * sequenceLength * stride
+            sgemm(transposeA: false, transposeB: true, m: L, n: L, k: width,
+                  a: ai, lda: stride, b: ai, ldb: stride, c: grams.base + offset, ldc: L)
+            offset += L * L
+        }
+        gramsSource = (a, stride, width)
+        return grams.base
     }
 
     /// True when every group has closed (all clipped sums formed).
@@ -142,17 +169,22 @@ final class BookKeeper {
         // ghost norm when 2T² < p·d (fastDP's rule), else instantiate e_iᵀ a_i
         let ghost = 2 * T * T < inFeatures * outFeatures
         let squaredScale = Double(scale) * Double(scale)
-        for i in 0..<batchSize where lengths[i] > 0 {
+        let gramsOfA = ghost ? inputGrams(a, stride: aStride, width: inFeatures) : nil
+        var gramOffset = 0
+        for i in 0..<batchSize {
             let L = lengths[i]
+            defer { gramOffset += L * L }
+            guard L > 0 else { continue }
             let ei = e + i * T * eStride, ai = a + i * T * aStride
             var sum = 0.0
-            if ghost {
-                let gramA = scratchBuffer(2 * L * L), gramE = gramA + L * L
-                sgemm(transposeA: false, transposeB: true, m: L, n: L, k: inFeatures,
-                      a: ai, lda: aStride, b: ai, ldb: aStride, c: gramA, ldc: L)
+            if let gramsOfA {
+                // ‖e_iᵀ a_i‖² = ⟨a_i a_iᵀ, e_i e_iᵀ⟩
+                let gramA = gramsOfA + gramOffset, gramE = scratchBuffer(L * L)
                 sgemm(transposeA: false, transposeB: true, m: L, n: L, k: outFeatures,
                       a: ei, lda: eStride, b: ei, ldb: eStride, c: gramE, ldc: L)
-                for j in 0..<(L * L) { sum += Double(gramA[j] * gramE[j]) }
+                var partial: Float = 0
+                for j in 0..<(L * L) { partial += gramA[j] * gramE[j] }
+                sum = Double(partial)
             } else {
                 let gradient = scratchBuffer(inFeatures * outFeatures)
                 sgemm(transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: L,
@@ -267,18 +299,41 @@ final class BookKeeper {
 
     // MARK: Holding and closing
 
-    /// Keeps a book for `group`: when this contribution closes the group, the book is used at
-    /// once from its source; otherwise unstable sources are copied first.
+    /// Keeps a book for `group`, pointing at its source. A source in reused scratch is copied
+    /// at the next `secure()` unless the group closes first — so a linear's weight and bias
+    /// (or LoRA A and B) in one group never copy anything.
     private func record(tensor: Int, group: Int, stable: Bool, rows: Int, width: Int,
                         source: UnsafePointer<Float>, sourceStride: Int,
-                        make: (UnsafePointer<Float>, Int) -> Book) {
-        if stable || remaining[group] == 1 {
-            hold(PendingBook(tensor: tensor, book: make(source, sourceStride), owned: nil), group: group)
-            return
+                        make: @escaping (UnsafePointer<Float>, Int) -> Book) {
+        var book = PendingBook(tensor: tensor, book: make(source, sourceStride), owned: nil)
+        if !stable {
+            book.unsecured = (rows, width, source, sourceStride)
+            remake[PendingKey(group: group, index: pending[group].count)] = make
         }
-        let storage = TensorStorage(count: rows * width)
-        for n in 0..<rows { (storage.base + n * width).update(from: source + n * sourceStride, count: width) }
-        hold(PendingBook(tensor: tensor, book: make(storage.base, width), owned: storage), group: group)
+        hold(book, group: group)
+    }
+
+    private struct PendingKey: Hashable { var group: Int, index: Int }
+    private var remake: [PendingKey: (UnsafePointer<Float>, Int) -> Book] = [:]
+
+    /// Copies the sources of books still pointing into scratch. The model calls this after
+    /// each module's contributions, before its scratch buffers are reused.
+    func secure() {
+        for (key, make) in remake {
+            var book = pending[key.group][key.index]
+            guard let source = book.unsecured else { continue }
+            let storage = TensorStorage(count: source.rows * source.width)
+            for n in 0..<source.rows {
+                (storage.base + n * source.width).update(from: source.source + n * source.stride, count: source.width)
+            }
+            book.book = make(storage.base, source.width)
+            book.owned = storage
+            book.unsecured = nil
+            pending[key.group][key.index] = book
+            bytesHeld += storage.count * MemoryLayout<Float>.size
+        }
+        peakBytesHeld = max(peakBytesHeld, bytesHeld)
+        remake.removeAll(keepingCapacity: true)
     }
 
     private func hold(_ book: PendingBook, group: Int) {
@@ -304,6 +359,7 @@ final class BookKeeper {
             apply(pendingBook.book, factors: factors, target: targets[pendingBook.tensor])
             if let owned = pendingBook.owned { bytesHeld -= owned.count * MemoryLayout<Float>.size }
         }
+        for index in pending[group].indices { remake[PendingKey(group: group, index: index)] = nil }
         pending[group].removeAll()
     }
 

@@ -27,19 +27,6 @@ public enum PrivacyError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// A clipping group as the engine consumes it.
-public struct ClippingGroup: Sendable, Equatable {
-    public var name: String
-    public var threshold: Double
-    public var parameters: [String]
-
-    public init(name: String, threshold: Double, parameters: [String]) {
-        self.name = name
-        self.threshold = threshold
-        self.parameters = parameters
-    }
-}
-
 /// DP-SGD gradients with book-keeping and group-wise clipping (DESIGN.md §3).
 ///
 /// `accumulate(_:)` runs one physical micro-batch — one forward, one backward — and adds
@@ -47,7 +34,8 @@ public struct ClippingGroup: Sendable, Equatable {
 /// `N(0, σ² Σ_k R_k²)` to every coordinate once and divides by the expected batch size.
 public final class PrivateGradient {
     public let model: Transformer
-    public let groups: [ClippingGroup]
+    public let grouping: Grouping
+    public var groups: [ParameterGroup] { grouping.groups }
     public let clipping: ClippingFunction
     private let keeper: BookKeeper
 
@@ -57,8 +45,9 @@ public final class PrivateGradient {
     /// Examples accumulated since the last `finishLogicalBatch`.
     public private(set) var examplesAccumulated = 0
 
-    /// `groups` must partition `model.trainableNames` exactly.
-    public init(model: Transformer, groups: [ClippingGroup], clipping: ClippingFunction) throws {
+    /// `grouping` must partition `model.trainableNames` exactly.
+    public init(model: Transformer, grouping: Grouping, clipping: ClippingFunction) throws {
+        let groups = grouping.groups
         let names = model.trainableNames
         let index = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, $0) })
         var groupOfTensor = [Int](repeating: -1, count: names.count)
@@ -79,12 +68,12 @@ public final class PrivateGradient {
         keeper = BookKeeper(clipping: clipping, thresholds: groups.map(\.threshold), groupOfTensor: groupOfTensor,
                             targets: names.map { model.gradients[$0]!.pointer }, tiedTensor: tied)
         self.model = model
-        self.groups = groups
+        self.grouping = grouping
         self.clipping = clipping
     }
 
     /// √(Σ_k R_k²): the sensitivity of the clipped sum to one example.
-    public var totalSensitivity: Double { groups.map { $0.threshold * $0.threshold }.reduce(0, +).squareRoot() }
+    public var totalSensitivity: Double { grouping.totalSensitivity }
 
     /// Bytes of copied books held now / at most since the last `resetPeakBookBytes()`.
     public var bookBytesHeld: Int { keeper.bytesHeld }
@@ -109,7 +98,7 @@ public final class PrivateGradient {
         perSampleNorms = (0..<batch.batchSize).map { i in (0..<K).map { keeper.normSquared[i * K + $0].squareRoot() } }
         clipFactors = (0..<batch.batchSize).map { i in (0..<K).map { keeper.clipFactors[i * K + $0] } }
         examplesAccumulated += batch.batchSize
-        return loss * Float(batch.batchSize) / Float(batch.batchSize)
+        return loss
     }
 
     /// Ends a logical batch: adds Gaussian noise of standard deviation σ·√(Σ R_k²) to every

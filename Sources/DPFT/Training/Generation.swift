@@ -1,7 +1,7 @@
 import Foundation
 
 /// How `Generator` picks the next token.
-public struct SamplingOptions: Sendable {
+public struct GenerationOptions: Sendable {
     /// 0 = greedy (argmax); otherwise logits are divided by it before the softmax.
     public var temperature: Float = 0
     /// Nucleus sampling: keep the smallest set of tokens whose probability reaches top-p.
@@ -60,7 +60,7 @@ public final class Generator {
     }
 
     /// Continues `prompt` (token ids) and returns the new tokens only.
-    public func generate(prompt: [Int], options: SamplingOptions, useCache: Bool = true) throws -> [Int] {
+    public func generate(prompt: [Int], options: GenerationOptions, useCache: Bool = true) throws -> [Int] {
         guard !prompt.isEmpty else { throw ModelError.unsupported("the prompt encodes to no tokens") }
         let V = model.config.vocabularySize
         if let bad = prompt.first(where: { $0 < 0 || $0 >= V }) {
@@ -159,7 +159,7 @@ public final class Generator {
     }
 
     /// Greedy argmax at temperature 0; otherwise temperature + nucleus (top-p) sampling.
-    func sample(_ logits: UnsafeBufferPointer<Float>, options: SamplingOptions, generator: inout SeededGenerator) -> Int {
+    func sample(_ logits: UnsafeBufferPointer<Float>, options: GenerationOptions, generator: inout SeededGenerator) -> Int {
         if options.temperature <= 0 {
             var best = 0
             for v in 1..<logits.count where logits[v] > logits[best] { best = v }

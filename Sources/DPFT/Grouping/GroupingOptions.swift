@@ -1,0 +1,247 @@
+import Foundation
+
+/// One JSON value of a grouping option.
+public enum GroupingOptionValue: Sendable, Equatable, Codable, CustomStringConvertible {
+    case string(String)
+    case number(Double)
+    case boolean(Bool)
+    case array([GroupingOptionValue])
+    case object([String: GroupingOptionValue])
+    case null
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            self = .null
+        } else if let value = try? container.decode(Bool.self) {
+            self = .boolean(value)
+        } else if let value = try? container.decode(Double.self) {
+            self = .number(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
+        } else if let value = try? container.decode([GroupingOptionValue].self) {
+            self = .array(value)
+        } else {
+            self = .object(try container.decode([String: GroupingOptionValue].self))
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .string(let value): try container.encode(value)
+        case .number(let value): try container.encode(value)
+        case .boolean(let value): try container.encode(value)
+        case .array(let value): try container.encode(value)
+        case .object(let value): try container.encode(value)
+        case .null: try container.encodeNil()
+        }
+    }
+
+    /// The value as JSON text, for messages.
+    public var description: String {
+        switch self {
+        case .string(let value): return "\"\(value)\""
+        case .number(let value):
+            return value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(value)
+        case .boolean(let value): return String(value)
+        case .array(let values): return "[" + values.map(\.description).joined(separator: ", ") + "]"
+        case .object(let values):
+            return "{" + values.keys.sorted().map { "\"\($0)\": \(values[$0]!)" }.joined(separator: ", ") + "}"
+        case .null: return "null"
+        }
+    }
+}
+
+extension GroupingOptionValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral,
+                               ExpressibleByBooleanLiteral, ExpressibleByDictionaryLiteral, ExpressibleByArrayLiteral {
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(integerLiteral value: Int) { self = .number(Double(value)) }
+    public init(floatLiteral value: Double) { self = .number(value) }
+    public init(booleanLiteral value: Bool) { self = .boolean(value) }
+    public init(dictionaryLiteral elements: (String, GroupingOptionValue)...) {
+        self = .object(Dictionary(elements, uniquingKeysWith: { _, last in last }))
+    }
+    public init(arrayLiteral elements: GroupingOptionValue...) { self = .array(elements) }
+}
+
+/// The type of a strategy option, for documentation (`dpft plugins list`) and for the check
+/// the registry makes before a strategy sees its options.
+public enum GroupingOptionType: Sendable, Equatable, CustomStringConvertible {
+    case string
+    /// A whole number (JSON number without a fraction).
+    case integer
+    case number
+    case boolean
+    /// One of the listed strings.
+    case choice([String])
+    /// A file path (a string), relative to the working directory.
+    case path
+    /// An object mapping group names to positive numbers, e.g. `{"attention": 0.8}`.
+    case thresholds
+
+    public var description: String {
+        switch self {
+        case .string: return "string"
+        case .integer: return "integer"
+        case .number: return "number"
+        case .boolean: return "boolean"
+        case .choice(let values): return values.map { "\"\($0)\"" }.joined(separator: " | ")
+        case .path: return "path"
+        case .thresholds: return "{group: threshold}"
+        }
+    }
+
+    /// Whether `value` has this type.
+    func accepts(_ value: GroupingOptionValue) -> Bool {
+        switch (self, value) {
+        case (.string, .string), (.path, .string), (.number, .number), (.boolean, .boolean): return true
+        case (.integer, .number(let number)): return number == number.rounded() && abs(number) < 1e15
+        case (.choice(let values), .string(let string)): return values.contains(string)
+        case (.thresholds, .object(let values)):
+            return values.values.allSatisfy { if case .number = $0 { return true } else { return false } }
+        default: return false
+        }
+    }
+}
+
+/// The documentation of one option of a grouping strategy.
+public struct GroupingOptionSpec: Sendable, Equatable {
+    public var name: String
+    public var type: GroupingOptionType
+    /// The value used when the option is absent, or nil when there is none.
+    public var defaultValue: GroupingOptionValue?
+    /// Whether the strategy cannot run without it.
+    public var isRequired: Bool
+    /// One sentence for `dpft plugins list`.
+    public var description: String
+
+    public init(name: String, type: GroupingOptionType, defaultValue: GroupingOptionValue? = nil, isRequired: Bool = false,
+                description: String) {
+        self.name = name
+        self.type = type
+        self.defaultValue = defaultValue
+        self.isRequired = isRequired
+        self.description = description
+    }
+}
+
+/// The options of a grouping strategy: a JSON object, as given by `--grouping-options
+/// '{"per": "block"}'` or a recipe. Typed accessors throw an error naming the option (and the
+/// strategy) when a value has the wrong type; absent options read as nil.
+public struct GroupingOptions: Sendable, Equatable, Codable, ExpressibleByDictionaryLiteral {
+    public var values: [String: GroupingOptionValue]
+    /// The strategy these options are for, used in error messages (the registry sets it).
+    public var strategy: String = ""
+
+    public init(_ values: [String: GroupingOptionValue] = [:]) {
+        self.values = values
+    }
+
+    public init(dictionaryLiteral elements: (String, GroupingOptionValue)...) {
+        self.init(Dictionary(elements, uniquingKeysWith: { _, last in last }))
+    }
+
+    /// Parses a JSON object; an empty string means no options.
+    public init(json text: String) throws {
+        guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            self.init()
+            return
+        }
+        let value: GroupingOptionValue
+        do {
+            value = try JSONDecoder().decode(GroupingOptionValue.self, from: Data(text.utf8))
+        } catch {
+            throw GroupingError.optionsNotJSON(reason: "\(text) is not valid JSON")
+        }
+        guard case .object(let values) = value else {
+            throw GroupingError.optionsNotJSON(reason: "\(text) is not an object")
+        }
+        self.init(values)
+    }
+
+    public init(from decoder: Decoder) throws {
+        values = try decoder.singleValueContainer().decode([String: GroupingOptionValue].self)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(values)
+    }
+
+    /// Option names present, sorted.
+    public var names: [String] { values.keys.sorted() }
+
+    public subscript(name: String) -> GroupingOptionValue? {
+        get { values[name] }
+        set { values[name] = newValue }
+    }
+
+    /// These options without the named ones.
+    public func removing(_ names: [String]) -> GroupingOptions {
+        var copy = self
+        for name in names { copy.values[name] = nil }
+        return copy
+    }
+
+    // MARK: Typed accessors
+
+    /// The error for an absent required option.
+    public func missing(_ name: String) -> GroupingError {
+        .missingOption(strategy: strategy, option: name)
+    }
+
+    /// The error for an option whose value is wrong; `expected` says what would be right.
+    public func invalid(_ name: String, expected: String) -> GroupingError {
+        .invalidOption(strategy: strategy, option: name, value: values[name]?.description ?? "absent", expected: expected)
+    }
+
+    public func string(_ name: String) throws -> String? {
+        guard let value = values[name] else { return nil }
+        guard case .string(let string) = value else { throw invalid(name, expected: "a string") }
+        return string
+    }
+
+    /// One of `allowed`, or `defaultValue` when absent.
+    public func choice(_ name: String, among allowed: [String], default defaultValue: String) throws -> String {
+        guard let string = try string(name) else { return defaultValue }
+        guard allowed.contains(string) else {
+            throw invalid(name, expected: allowed.map { "\"\($0)\"" }.joined(separator: " or "))
+        }
+        return string
+    }
+
+    public func number(_ name: String) throws -> Double? {
+        guard let value = values[name] else { return nil }
+        guard case .number(let number) = value else { throw invalid(name, expected: "a number") }
+        return number
+    }
+
+    public func integer(_ name: String) throws -> Int? {
+        guard let value = values[name] else { return nil }
+        guard case .number(let number) = value, number == number.rounded(), abs(number) < 1e15 else {
+            throw invalid(name, expected: "a whole number")
+        }
+        return Int(number)
+    }
+
+    public func boolean(_ name: String) throws -> Bool? {
+        guard let value = values[name] else { return nil }
+        guard case .boolean(let bool) = value else { throw invalid(name, expected: "true or false") }
+        return bool
+    }
+
+    /// An object of numbers keyed by group name, e.g. `{"attention": 0.8, "rest": 0.6}`.
+    public func thresholds(_ name: String) throws -> [String: Double]? {
+        guard let value = values[name] else { return nil }
+        guard case .object(let object) = value else { throw invalid(name, expected: "an object {group: threshold}") }
+        var result: [String: Double] = [:]
+        for (group, entry) in object {
+            guard case .number(let number) = entry else {
+                throw invalid(name, expected: "a number for every group (group `\(group)` has \(entry))")
+            }
+            result[group] = number
+        }
+        return result
+    }
+}

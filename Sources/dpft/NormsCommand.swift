@@ -1,0 +1,95 @@
+import ArgumentParser
+import DPFT
+import Foundation
+
+enum ClippingChoice: String, ExpressibleByArgument, CaseIterable {
+    case abadi, automatic
+}
+
+enum TrainableChoice: String, ExpressibleByArgument, CaseIterable {
+    case all, adapters
+}
+
+struct NormsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "norms",
+        abstract: "Per-sample gradient norms, clip factors and the clipped sum for the first N examples.",
+        discussion: """
+            Book-keeping clipping without noise, as a training step would see it. Writes \
+            /per_sample_norms [N, K], /clip_factors [N, K], the attribute `groups` (JSON) and \
+            /clipped_gradient/<tensor> (dpft shapes: linear weights [out, in]). Prints each \
+            group's median and 90th-percentile norm: pick thresholds from them.
+            """)
+
+    @Argument(help: "The checkpoint.")
+    var checkpoint: String
+
+    @Option(help: "JSON Lines data ({\"text\"} or {\"input_ids\", \"labels\"?}).")
+    var data: String
+
+    @Option(help: "How many examples, from the start of the file.")
+    var examples: Int
+
+    @Option(help: "Grouping strategy (see `dpft plugins list`).")
+    var grouping: String = "all-layer"
+
+    @Option(help: "Strategy options as a JSON object, e.g. '{\"allocation\": \"sqrt-size\"}'.")
+    var groupingOptions: String = "{}"
+
+    @Option(help: "Clip function: abadi (min(1, R/n)) or automatic (R/(n + γ)).")
+    var clipping: ClippingChoice = .abadi
+
+    @Option(help: "γ for automatic clipping.")
+    var gamma: Double = 0.01
+
+    @Option(help: "Total clipping threshold R (split over groups by the allocation).")
+    var threshold: Double = 1.0
+
+    @Option(help: "Train all tensors or only the adapters (default: adapters when the checkpoint has them).")
+    var trainable: TrainableChoice?
+
+    @Option(help: "SentencePiece model for {\"text\"} lines (default: the checkpoint's own).")
+    var tokenizer: String?
+
+    @Option(help: "Examples per forward/backward pass.")
+    var batchSize: Int = 8
+
+    @Option(help: "Output HDF5 file.")
+    var output: String
+
+    func run() throws {
+        guard examples > 0 else { throw ValidationError("--examples must be positive") }
+        guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+        let model = try Checkpoint.read(from: URL(fileURLWithPath: checkpoint))
+        let tokenizerModel = try loadTokenizer(path: tokenizer, checkpoint: model, checkpointPath: checkpoint)
+        var tokenized: [TokenizedExample] = []
+        for (line, record) in try JSONLReader.read(URL(fileURLWithPath: data)) where tokenized.count < examples {
+            var example = try ExampleEncoding.encode(record, tokenizer: tokenizerModel, path: data, line: line)
+            example.truncate(to: model.config.maxPositions)
+            if !example.ids.isEmpty { tokenized.append(example) }
+        }
+        guard !tokenized.isEmpty else { throw DataError.noExamples(path: data) }
+        if tokenized.count < examples {
+            FileHandle.standardError.write(Data("note: \(data) has only \(tokenized.count) usable examples\n".utf8))
+        }
+        let selection: TrainableSelection = (trainable ?? (model.adapters.isEmpty ? .all : .adapters)) == .all ? .all : .adapters
+        let transformer = try Transformer(checkpoint: model, trainable: selection,
+                                          maxBatchSize: min(batchSize, tokenized.count),
+                                          maxSequenceLength: tokenized.map(\.ids.count).max()!)
+        let resolved = try GroupingRegistry.builtIn.resolve(
+            strategy: grouping, options: try GroupingOptions(json: groupingOptions),
+            parameters: transformer.trainableParameterInfos, threshold: threshold)
+        let function: ClippingFunction = clipping == .abadi ? .abadi : .automatic(gamma: gamma)
+        let report = try PerSampleNormsReport.compute(model: transformer, grouping: resolved, clipping: function,
+                                                      examples: tokenized, batchSize: batchSize)
+        try report.write(to: URL(fileURLWithPath: output))
+        print("\(tokenized.count) examples, \(resolved.groups.count) groups (\(grouping), \(function.name) clipping, "
+              + String(format: "total sensitivity %.4g", resolved.totalSensitivity) + ") → \(output)")
+        print("  group                                          R_k      median n     p90 n    clipped")
+        for ((name, median, p90), (k, group)) in zip(report.summary, resolved.groups.enumerated()) {
+            let clipped = report.perSampleNorms.filter { $0[k] > group.threshold }.count
+            print(String(format: "  %-44@ %9.4g  %11.4g %9.4g  %4d/%d", name as NSString, group.threshold, median, p90,
+                         clipped, tokenized.count))
+        }
+    }
+}
