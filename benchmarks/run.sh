@@ -26,3 +26,38 @@ if [ -x tools/.venv/bin/python ]; then
 else
     echo "  (PyTorch side skipped: run tools/setup-venv.sh to install it into tools/.venv)"
 fi
+
+echo
+echo "== private step (book-keeping, abadi, noise σ = 1) per clipping style vs the non-private step, same run"
+# step_line LABEL BASELINE_SECONDS ARGS... → runs `dpft bench step ARGS --json` and prints
+# seconds per step, the ratio to BASELINE_SECONDS (if given), book bytes and peak RSS.
+step_line() {
+    local label=$1 baseline=$2 log json seconds books rss
+    shift 2
+    log=$(mktemp)
+    json=$(/usr/bin/time -v "$bin" bench step --json "$@" 2>"$log")
+    seconds=$(sed -E 's/.*"seconds_per_step":([0-9.eE+-]+).*/\1/' <<<"$json")
+    books=$(sed -E 's/.*"peak_book_bytes":([0-9]+).*/\1/' <<<"$json")
+    rss=$(awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$log")
+    rm -f "$log"
+    if [ -n "$baseline" ]; then
+        awk -v l="$label" -v s="$seconds" -v b="$baseline" -v k="$books" -v r="$rss" \
+            'BEGIN { printf "  %-28s %.3f s/step  ratio %.2f  books %6.1f MiB  peak RSS %s MiB\n", l, s, s / b, k / 1048576, r }'
+    else
+        awk -v l="$label" -v s="$seconds" -v r="$rss" 'BEGIN { printf "  %-28s %.3f s/step                            peak RSS %s MiB\n", l, s, r }'
+    fi
+    echo "$seconds" >"$scratch/last"
+}
+scratch=$(mktemp -d)
+for lora in "" "--lora-rank 8"; do
+    kind=${lora:+LoRA r=8}
+    kind=${kind:-full}
+    # shellcheck disable=SC2086
+    step_line "non-private ($kind)" "" $lora
+    baseline=$(cat "$scratch/last")
+    for style in all-layer layer-wise per-block; do
+        # shellcheck disable=SC2086
+        step_line "$style ($kind)" "$baseline" --private "$style" $lora
+    done
+done
+rm -rf "$scratch"
