@@ -85,11 +85,12 @@ struct NormsCommand: ParsableCommand {
         try report.write(to: URL(fileURLWithPath: output))
         print("\(tokenized.count) examples, \(resolved.groups.count) groups (\(grouping), \(function.name) clipping, "
               + String(format: "total sensitivity %.4g", resolved.totalSensitivity) + ") → \(output)")
-        print("  group                                          R_k      median n     p90 n    clipped")
+        let width = max(5, resolved.groups.map(\.name.count).max() ?? 5)
+        print("  " + "group".padding(toLength: width, withPad: " ", startingAt: 0) + "        R_k   median n      p90 n  n > R_k")
         for ((name, median, p90), (k, group)) in zip(report.summary, resolved.groups.enumerated()) {
             let clipped = report.perSampleNorms.filter { $0[k] > group.threshold }.count
-            print(String(format: "  %-44@ %9.4g  %11.4g %9.4g  %4d/%d", name as NSString, group.threshold, median, p90,
-                         clipped, tokenized.count))
+            print("  " + name.padding(toLength: width, withPad: " ", startingAt: 0)
+                  + String(format: " %10.4g %10.4g %10.4g  %d/%d", group.threshold, median, p90, clipped, tokenized.count))
         }
     }
 }

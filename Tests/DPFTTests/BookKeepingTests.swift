@@ -23,28 +23,24 @@ import Testing
         return (model.trainableNames, result)
     }
 
-    /// Groupings built by hand (the registry's built-ins are tested through it separately).
-    static func groupings(_ names: [String]) -> [(String, [[String]])] {
-        func module(_ name: String) -> String {
-            for suffix in [".lora_A.weight", ".lora_B.weight", ".weight", ".bias"] where name.hasSuffix(suffix) {
-                return String(name.dropLast(suffix.count))
-            }
-            return name
-        }
-        var modules: [String: [String]] = [:], order: [String] = []
-        for name in names {
-            let key = module(name)
-            if modules[key] == nil { order.append(key) }
-            modules[key, default: []].append(name)
-        }
-        return [
-            ("all-layer", [names]),
-            ("param-wise", names.map { [$0] }),
-            ("layer-wise", order.map { modules[$0]! }),
-            // non-contiguous: alternate tensors between two groups
-            ("alternating", [names.enumerated().filter { $0.offset % 2 == 0 }.map(\.element),
-                             names.enumerated().filter { $0.offset % 2 == 1 }.map(\.element)].filter { !$0.isEmpty }),
+    /// Every built-in strategy (through the registry) plus a deliberately non-contiguous
+    /// grouping (tensors alternate between two groups).
+    static func groupings(_ model: Transformer) throws -> [(String, [[String]])] {
+        let names = model.trainableNames
+        let isLoRA = model.trainableParameterInfos.allSatisfy { $0.kind == .loraA || $0.kind == .loraB }
+        var strategies: [(String, GroupingOptions)] = [
+            ("all-layer", [:]), ("layer-wise", [:]), ("param-wise", [:]), ("per-block", [:]), ("attn-mlp", [:]),
+            ("uniform", ["groups": 2]),
         ]
+        if isLoRA { strategies += [("lora-only", [:]), ("lora-only", ["per": "block"])] }
+        var result = try strategies.map { strategy, options in
+            let grouping = try GroupingRegistry.builtIn.resolve(strategy: strategy, options: options,
+                                                                parameters: model.trainableParameterInfos, threshold: 1)
+            return ("\(strategy)\(options.values.isEmpty ? "" : " \(options.values)")", grouping.groups.map(\.parameters))
+        }
+        result.append(("alternating", [names.enumerated().filter { $0.offset % 2 == 0 }.map(\.element),
+                                       names.enumerated().filter { $0.offset % 2 == 1 }.map(\.element)].filter { !$0.isEmpty }))
+        return result
     }
 
     @Test(arguments: ReferenceModelTests.cases)
@@ -54,7 +50,7 @@ import Testing
         let (names, perExample) = try Self.perExampleGradients(reference.checkpoint, batch: batch)
         let model = try Transformer(checkpoint: reference.checkpoint, maxBatchSize: batch.batchSize,
                                     maxSequenceLength: batch.sequenceLength)
-        for (strategy, members) in Self.groupings(names) {
+        for (strategy, members) in try Self.groupings(model) {
             // brute-force norms per example and group
             let bruteNorms: [[Double]] = perExample.map { gradients in
                 members.map { group in group.map { gradients[$0]!.reduce(0.0) { $0 + Double($1) * Double($1) } }.reduce(0, +).squareRoot() }
@@ -96,6 +92,65 @@ import Testing
                 }
             }
         }
+    }
+
+    /// A logical batch processed as micro-batches accumulates the same clipped sum as one pass.
+    @Test func microBatchesAccumulateTheSameClippedSum() throws {
+        let reference = try ReferenceModelTests.Reference("llama-gqa-lora")
+        let batch = reference.batch
+        let model = try Transformer(checkpoint: reference.checkpoint, maxBatchSize: 4, maxSequenceLength: batch.sequenceLength)
+        let grouping = try GroupingRegistry.builtIn.resolve(strategy: "layer-wise", options: [:],
+                                                            parameters: model.trainableParameterInfos, threshold: 0.5)
+        let engine = try PrivateGradient(model: model, grouping: grouping, clipping: .automatic(gamma: 0.01))
+        model.zeroGradients()
+        try engine.accumulate(batch)
+        let whole = (0..<model.gradients.count).map { model.gradients.storage.base[$0] }
+        model.zeroGradients()
+        let T = batch.sequenceLength
+        for part in [[0, 1], [2], [3]] {
+            try engine.accumulate(TokenBatch(examples: part.map { b in
+                (ids: (0..<batch.lengths[b]).map { Int(batch.ids[b * T + $0]) },
+                 labels: (0..<batch.lengths[b]).map { Int(batch.labels[b * T + $0]) })
+            }))
+        }
+        #expect(engine.examplesAccumulated == 8)
+        let parts = (0..<model.gradients.count).map { model.gradients.storage.base[$0] }
+        #expect(ReferenceModelTests.scaleRelative(parts, whole) < 1e-5)
+    }
+
+    /// `dpft norms` output: the DESIGN.md §7 layout, read back.
+    @Test func normsReportWritesTheDocumentedLayout() throws {
+        let reference = try ReferenceModelTests.Reference("gpt2-lora")
+        let batch = reference.batch
+        let T = batch.sequenceLength
+        let examples = (0..<batch.batchSize).map { b in
+            TokenizedExample(ids: (0..<batch.lengths[b]).map { Int(batch.ids[b * T + $0]) },
+                             labels: (0..<batch.lengths[b]).map { Int(batch.labels[b * T + $0]) })
+        }
+        let model = try Transformer(checkpoint: reference.checkpoint, maxBatchSize: 3, maxSequenceLength: T)
+        let grouping = try GroupingRegistry.builtIn.resolve(strategy: "per-block", options: [:],
+                                                            parameters: model.trainableParameterInfos, threshold: 1)
+        let report = try PerSampleNormsReport.compute(model: model, grouping: grouping, clipping: .abadi,
+                                                      examples: examples, batchSize: 3)
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let url = directory.appendingPathComponent("norms.h5")
+        try report.write(to: url)
+        let file = try HDF5File.openForReading(url.path)
+        let norms = try file.readTensor(at: "/per_sample_norms"), factors = try file.readTensor(at: "/clip_factors")
+        #expect(norms.shape == [4, grouping.groups.count])
+        #expect(factors.shape == [4, grouping.groups.count])
+        let groups = try JSONDecoder().decode([ParameterGroup].self, from: Data(try #require(try file.attribute("groups")?.stringValue).utf8))
+        #expect(groups == grouping.groups)
+        #expect(try file.attribute("clipping") == .string("abadi"))
+        #expect(Set(try file.children(of: "/clipped_gradient")) == Set(model.trainableNames))
+        for i in 0..<4 {
+            for k in 0..<groups.count {
+                #expect(abs(Double(norms.element([i, k])) - report.perSampleNorms[i][k]) <= 1e-6 * max(1, report.perSampleNorms[i][k]))
+            }
+        }
+        #expect(norms.values[2 * groups.count..<3 * groups.count].allSatisfy { $0 == 0 }, "example 2 has no label tokens")
+        #expect(report.summary.count == groups.count)
     }
 
     /// With a huge threshold (abadi) and no noise the private gradient is the gradient of
@@ -154,7 +209,7 @@ import Testing
         let batch = reference.batch
         let model = try Transformer(checkpoint: reference.checkpoint, maxBatchSize: 4, maxSequenceLength: batch.sequenceLength)
         var peaks: [String: Int] = [:]
-        for (strategy, members) in Self.groupings(model.trainableNames) where ["all-layer", "layer-wise"].contains(strategy) {
+        for (strategy, members) in try Self.groupings(model) where ["all-layer", "layer-wise"].contains(strategy) {
             let groups = members.enumerated().map { ParameterGroup(name: "g\($0.offset)", threshold: 1, parameters: $0.element) }
             let engine = try PrivateGradient(model: model, grouping: try Grouping(strategy: strategy, groups: groups, parameters: model.trainableNames),
                                              clipping: .abadi)
