@@ -36,7 +36,7 @@ struct ExportCommand: ParsableCommand {
         abstract: "Write a checkpoint as a Hugging Face folder (safetensors) or as HDF5.",
         discussion: """
             safetensors: config.json + model.safetensors (+ tokenizer.model, LoRA adapters in \
-            PEFT layout, privacy_ledger.json) — loadable with \
+            PEFT layout unless --merge-lora, privacy_ledger.json) — loadable with \
             transformers.AutoModelForCausalLM.from_pretrained(DIR). hdf5: config.json + model.h5.
             """)
 
@@ -49,9 +49,18 @@ struct ExportCommand: ParsableCommand {
     @Option(help: "safetensors or hdf5.")
     var format: ExportFormat = .safetensors
 
+    @Flag(help: "Fold LoRA adapters into the base weights (W += alpha/r · B A) so the folder loads as a plain model.")
+    var mergeLora = false
+
     func run() throws {
-        let model = try Checkpoint.read(from: URL(fileURLWithPath: checkpoint))
+        var model = try Checkpoint.read(from: URL(fileURLWithPath: checkpoint))
+        let hadAdapters = !model.adapters.isEmpty
+        if mergeLora { try model.mergeAdapters() }
         try HuggingFace.export(model, to: URL(fileURLWithPath: output), format: format)
-        print("exported \(checkpoint) → \(output)/ (\(format.rawValue))")
+        var notes: [String] = []
+        if mergeLora && hadAdapters { notes.append("LoRA merged") }
+        if !model.adapters.isEmpty { notes.append("adapters in PEFT layout") }
+        if model.privacyLedger != nil { notes.append("privacy ledger in privacy_ledger.json") }
+        print("exported \(checkpoint) → \(output)/ (\(format.rawValue)\(notes.isEmpty ? "" : "; " + notes.joined(separator: ", ")))")
     }
 }

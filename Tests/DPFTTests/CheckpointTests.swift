@@ -29,6 +29,9 @@ import Testing
         checkpoint.tokenizerModel = [0, 1, 2, 255]
         checkpoint.adapters["model.lora_A.weight"] = Tensor(shape: [2, 3], values: [1, 2, 3, 4, 5, 6])
         checkpoint.adapterConfig = #"{"r": 2}"#
+        checkpoint.optimizerState["exp_avg/model.lora_A.weight"] = Tensor(shape: [2, 3], values: [6, 5, 4, 3, 2, 1])
+        checkpoint.optimizerState["step_scalar"] = Tensor(shape: [], values: [3])
+        checkpoint.trainingState = #"{"step": 12}"#
         let url = directory.appendingPathComponent("model.h5")
         try checkpoint.write(to: url)
         let loaded = try Checkpoint.read(from: url)
@@ -42,6 +45,9 @@ import Testing
         #expect(loaded.tokenizerModel == [0, 1, 2, 255])
         #expect(loaded.adapters["model.lora_A.weight"]?.values == [1, 2, 3, 4, 5, 6])
         #expect(loaded.adapterConfig == #"{"r": 2}"#)
+        #expect(loaded.optimizerState["exp_avg/model.lora_A.weight"]?.values == [6, 5, 4, 3, 2, 1])
+        #expect(loaded.optimizerState["step_scalar"]?.values == [3])
+        #expect(loaded.trainingState == #"{"step": 12}"#)
         // Atomic write leaves nothing but the checkpoint behind.
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["model.h5"])
     }

@@ -25,6 +25,10 @@ public struct Checkpoint {
     public var privacyLedger: String?
     /// Serialized SentencePiece model, so that the checkpoint stands alone.
     public var tokenizerModel: [UInt8]?
+    /// Optimizer moments for resuming, by key (e.g. `exp_avg/<tensor name>`); `/optimizer`.
+    public var optimizerState: [String: Tensor] = [:]
+    /// Training state for resuming (step, sampler, schedule…) as JSON text; `/state`.
+    public var trainingState: String?
 
     public init(config: ModelConfig, tensors: [String: Tensor]) {
         self.config = config
@@ -99,6 +103,23 @@ public struct Checkpoint {
                 try file.writeBytes(tokenizerModel, at: "/tokenizer")
                 try file.setAttribute("kind", .string("sentencepiece"), on: "/tokenizer")
             }
+            if !optimizerState.isEmpty {
+                try file.createGroup("/optimizer")
+                var created: Set<String> = ["/optimizer"]
+                for key in optimizerState.keys.sorted() {
+                    // keys like "exp_avg/<tensor name>" become nested groups
+                    var path = "/optimizer"
+                    for component in key.split(separator: "/").dropLast() {
+                        path += "/\(component)"
+                        if created.insert(path).inserted { try file.createGroup(path) }
+                    }
+                    try file.writeTensor(optimizerState[key]!, at: "/optimizer/\(key)")
+                }
+            }
+            if let trainingState {
+                try file.createGroup("/state")
+                try file.setAttribute("json", .string(trainingState), on: "/state")
+            }
             try file.flush()
         }
     }
@@ -156,6 +177,22 @@ public struct Checkpoint {
         }
         if file.exists("/tokenizer") {
             checkpoint.tokenizerModel = try file.readBytes(at: "/tokenizer")
+        }
+        if file.isGroup("/optimizer") {
+            func walk(_ path: String, prefix: String) throws {
+                for child in try file.children(of: path) {
+                    let childPath = path + "/" + child
+                    if file.isGroup(childPath) {
+                        try walk(childPath, prefix: prefix + child + "/")
+                    } else {
+                        checkpoint.optimizerState[prefix + child] = try file.readTensor(at: childPath)
+                    }
+                }
+            }
+            try walk("/optimizer", prefix: "")
+        }
+        if file.isGroup("/state") {
+            checkpoint.trainingState = try file.attribute("json", on: "/state")?.stringValue
         }
         return checkpoint
     }

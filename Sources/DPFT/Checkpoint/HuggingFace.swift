@@ -171,7 +171,8 @@ public enum HuggingFace {
             try writeFile(Data(tokenizerModel), to: directory.appendingPathComponent("tokenizer.model"))
         }
         if !checkpoint.adapters.isEmpty {
-            let adapters = checkpoint.adapters.keys.sorted().map { (name: $0, tensor: checkpoint.adapters[$0]!) }
+            // PEFT's saved names: base_model.model.<module>.lora_A.weight
+            let adapters = checkpoint.adapters.keys.sorted().map { (name: "base_model.model." + $0, tensor: checkpoint.adapters[$0]!) }
             try SafeTensorsFile.write(adapters, to: directory.appendingPathComponent("adapter_model.safetensors"))
             try writeFile(Data((checkpoint.adapterConfig ?? "{}").utf8),
                           to: directory.appendingPathComponent("adapter_config.json"))

@@ -25,6 +25,17 @@ public struct NoiseSource {
         return NoiseSource(key: SymmetricKey(data: Data(digest)), seed: seed)
     }
 
+    /// A reproducible stream for one purpose and index (e.g. the noise of step 17) derived from
+    /// `seed`: key = SHA-256(seed ‖ purpose ‖ index). A resumed run re-derives the same streams
+    /// without storing any generator state.
+    public static func seeded(_ seed: UInt64, purpose: String, index: UInt64) -> NoiseSource {
+        var material = Data()
+        withUnsafeBytes(of: seed.littleEndian) { material.append(contentsOf: $0) }
+        material.append(contentsOf: Array(purpose.utf8))
+        withUnsafeBytes(of: index.littleEndian) { material.append(contentsOf: $0) }
+        return NoiseSource(key: SymmetricKey(data: Data(SHA256.hash(data: material))), seed: seed)
+    }
+
     private init(key: SymmetricKey, seed: UInt64?) {
         self.key = key
         self.seed = seed
