@@ -26,12 +26,13 @@ struct TokenizerCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Train a BPE or unigram SentencePiece model on a text corpus.",
             discussion: """
-                The corpus is read one sentence per line. The model is written atomically to \
+                The corpus is read one sentence per line; a .jsonl corpus contributes the "text" \
+                fields of its lines (newlines inside a text become line breaks). The model is written atomically to \
                 --output; with --write-vocab, SentencePiece's piece list is also written next \
                 to it as <output without extension>.vocab.
                 """)
 
-        @Option(help: "Training corpus: a UTF-8 text file, one sentence per line.")
+        @Option(help: "Training corpus: a UTF-8 text file, one sentence per line, or JSON Lines with \"text\" fields.")
         var input: String
 
         @Option(help: "Number of pieces in the vocabulary, including <unk>, <s> and </s>.")
@@ -76,8 +77,25 @@ struct TokenizerCommand: ParsableCommand {
         func run() throws {
             let extraOptions = try extraOptions()
             let outputURL = URL(fileURLWithPath: output)
+            var corpus = URL(fileURLWithPath: input)
+            var temporary: URL?
+            if input.hasSuffix(".jsonl") {
+                // SentencePiece reads plain lines: write the "text" fields to a temporary file.
+                var lines: [String] = []
+                for (line, record) in try JSONLReader.read(corpus) {
+                    guard case .text(let text) = record else {
+                        throw ValidationError("\(input):\(line): a .jsonl corpus needs {\"text\": …} lines")
+                    }
+                    lines.append(text)
+                }
+                let url = FileManager.default.temporaryDirectory.appendingPathComponent("dpft-corpus-\(UUID().uuidString).txt")
+                try Data(lines.joined(separator: "\n").utf8).write(to: url)
+                corpus = url
+                temporary = url
+            }
+            defer { if let temporary { try? FileManager.default.removeItem(at: temporary) } }
             let tokenizer = try Tokenizer.train(
-                input: URL(fileURLWithPath: input), vocabularySize: vocabSize,
+                input: corpus, vocabularySize: vocabSize,
                 modelType: modelType.modelType, output: outputURL,
                 characterCoverage: characterCoverage, writeVocabularyFile: writeVocab,
                 extraOptions: extraOptions, verbose: verbose)

@@ -24,6 +24,7 @@ public enum DataError: Error, CustomStringConvertible, Equatable {
     case malformedLine(path: String, line: Int, reason: String)
     case noExamples(path: String)
     case needsTokenizer(path: String, line: Int)
+    case noTrainableTokens(path: String, dropped: Int, maxLength: Int?)
 
     public var description: String {
         switch self {
@@ -33,6 +34,9 @@ public enum DataError: Error, CustomStringConvertible, Equatable {
             return "\(path):\(line): \(reason)."
         case .noExamples(let path):
             return "\(path): no usable examples (the file is empty or every line was skipped)."
+        case .noTrainableTokens(let path, let dropped, let maxLength):
+            return "\(path): all \(dropped) examples lost their trained tokens"
+                + (maxLength.map { " after templating and truncation to \($0) tokens; raise data.max_length" } ?? "") + "."
         case .needsTokenizer(let path, let line):
             return "\(path):\(line): text needs a tokenizer; the checkpoint has none, so pass --tokenizer TOK.model."
         }

@@ -1,0 +1,34 @@
+import ArgumentParser
+import DPFT
+import Foundation
+
+struct RecipeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "recipe",
+        abstract: "Train as a recipe says: data, model, privacy, optimizer, checkpoints.",
+        discussion: """
+            Prints the resolved recipe, trains with DP-SGD (book-keeping, group-wise clipping, \
+            Poisson sampling, calibrated noise), writes checkpoints with their privacy ledger to \
+            output.directory (step-N.h5, final.h5, metrics.jsonl, recipe.json) and stops before \
+            the privacy budget would be exceeded. Recipes to copy are in recipes/.
+            """)
+
+    @Argument(help: "The recipe (JSON).")
+    var recipe: String
+
+    @Option(name: .customLong("set"), help: "Override one key, e.g. --set training.epochs=2 (repeatable).")
+    var overrides: [String] = []
+
+    @Flag(help: "Continue from the last checkpoint in output.directory.")
+    var resume = false
+
+    func run() throws {
+        let loaded = try Recipe.load(from: URL(fileURLWithPath: recipe), overrides: overrides)
+        let runner = RecipeRunner(recipe: loaded, resume: resume, interactive: isatty(STDOUT_FILENO) != 0) { line in
+            // unbuffered, so progress lines reach a log file as they happen
+            FileHandle.standardOutput.write(Data((line + "\n").utf8))
+        }
+        let summary = try runner.run()
+        print("final checkpoint: \(summary.finalCheckpoint)")
+    }
+}
