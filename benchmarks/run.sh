@@ -61,3 +61,6 @@ for lora in "" "--lora-rank 8"; do
     done
 done
 rm -rf "$scratch"
+
+echo
+benchmarks/privacy.sh

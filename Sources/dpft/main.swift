@@ -6,7 +6,7 @@ struct DPFTCommand: ParsableCommand {
         commandName: "dpft",
         abstract: "Differentially private fine-tuning of transformer language models on CPUs.",
         subcommands: [InitCommand.self, ImportCommand.self, ExportCommand.self, EvalCommand.self, GenerateCommand.self,
-                      RecipeCommand.self, NormsCommand.self, PluginsCommand.self, TokenizerCommand.self, BenchCommand.self])
+                      RecipeCommand.self, NormsCommand.self, PluginsCommand.self, TokenizerCommand.self, PrivacyCommand.self, BenchCommand.self])
 }
 
 DPFTCommand.main()

@@ -260,6 +260,12 @@ private func gaussianMechanismEpsilon(sigma: Double, delta: Double) -> Double {
         #expect(AccountingError.invalidDelta(0).description.contains("delta 0.0"))
         #expect(AccountingError.invalidNoiseMultiplier(-2).description.contains("-2"))
         #expect(AccountingError.invalidSteps(-3).description.contains("-3"))
+        #expect(throws: AccountingError.invalidSteps(Int.max)) {
+            try Accountant.prv.epsilon(history: [MechanismSegment(noiseMultiplier: 1, sampleRate: 0.1, steps: Int.max)], delta: 1e-5)
+        }
+        #expect(throws: AccountingError.invalidSteps(0)) {
+            try Accountant.rdp.noiseMultiplier(targetEpsilon: 1, delta: 1e-5, sampleRate: 0.01, steps: 0)
+        }
         // NaN is rejected, not propagated.
         #expect(throws: AccountingError.self) {
             try Accountant.rdp.epsilon(history: [MechanismSegment(noiseMultiplier: .nan, sampleRate: 0.1, steps: 1)], delta: 1e-5)
@@ -290,5 +296,8 @@ private func gaussianMechanismEpsilon(sigma: Double, delta: Double) -> Double {
         #expect(throws: AccountingError.self) {
             try MechanismSegment(noiseMultiplier: 1, batchSize: 10, datasetSize: 100, epochs: -1)
         }
+        // E·N beyond Int: no trap, the steps come from the floating-point quotient.
+        let huge = try MechanismSegment(noiseMultiplier: 1, batchSize: Int.max / 2, datasetSize: Int.max / 2, epochs: 7)
+        #expect(huge.steps == 7)
     }
 }

@@ -149,6 +149,10 @@ public enum HuggingFace {
     /// LoRA adapters as PEFT's `adapter_model.safetensors` + `adapter_config.json`, and the
     /// privacy ledger as `privacy_ledger.json`. hdf5: `config.json` + `model.h5`.
     public static func export(_ checkpoint: Checkpoint, to directory: URL, format: ExportFormat) throws {
+        // An export is a model, not a training snapshot: no optimizer moments or resume state.
+        var checkpoint = checkpoint
+        checkpoint.optimizerState = [:]
+        checkpoint.trainingState = nil
         do {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         } catch {

@@ -120,6 +120,7 @@ extension Accountant {
                          history: [MechanismSegment] = [], limit: Int = 100_000_000) throws -> Int {
         guard epsilonBudget > 0, epsilonBudget.isFinite else { throw AccountingError.invalidEpsilon(epsilonBudget) }
         guard delta > 0, delta < 1 else { throw AccountingError.invalidDelta(delta) }
+        let limit = min(limit, MechanismSegment.maximumSteps)
         let probe = MechanismSegment(noiseMultiplier: noiseMultiplier, sampleRate: sampleRate, steps: 1)
         try probe.validate()
         for segment in history { try segment.validate() }

@@ -41,13 +41,11 @@ public struct MechanismSegment: Sendable, Hashable, Codable {
         guard exactSteps <= Double(Int32.max) else {
             throw AccountingError.invalidSampling("\(epochs) epochs of \(datasetSize) examples in batches of \(batchSize) is \(exactSteps) steps, more than dpft accounts for.")
         }
-        let steps: Int
+        var steps = Int(exactSteps.rounded(.up))
         if epochs == epochs.rounded() {
-            // Whole epochs: ⌈E·N/B⌉ in integers, free of rounding.
-            let product = Int(epochs) * datasetSize
-            steps = (product + batchSize - 1) / batchSize
-        } else {
-            steps = Int(exactSteps.rounded(.up))
+            // Whole epochs: ⌈E·N/B⌉ in integers, free of rounding (when E·N fits in an Int).
+            let (product, overflow) = Int(epochs).multipliedReportingOverflow(by: datasetSize)
+            if !overflow { steps = product / batchSize + (product % batchSize == 0 ? 0 : 1) }
         }
         self.init(noiseMultiplier: noiseMultiplier, sampleRate: sampleRate, steps: steps)
     }
