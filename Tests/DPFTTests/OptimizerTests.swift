@@ -397,17 +397,3 @@ struct LearningRateScheduleTests {
         }
     }
 }
-
-@Suite struct OptimizerBenchTEMP {
-    @Test func benchTEMP() throws {
-        let layout: [(name: String, shape: [Int])] = [("big", [4096, 4096])]
-        let parameters = ParameterStore(layout: layout), gradients = ParameterStore(layout: layout)
-        for kind: Optimizer.Kind in [.sgd(), .sgd(momentum: 0.9), .adam(), .adamW()] {
-            let optimizer = try Optimizer(kind: kind, gradients: gradients)
-            optimizer.step(parameters: parameters, gradients: gradients, learningRate: 0.001)
-            let start = Date()
-            for _ in 0..<10 { optimizer.step(parameters: parameters, gradients: gradients, learningRate: 0.001) }
-            print("BENCH \(kind.name) threads \(Parallel.threadCount): \(Date().timeIntervalSince(start) / 10 * 1e9 / Double(4096 * 4096)) ns/element")
-        }
-    }
-}

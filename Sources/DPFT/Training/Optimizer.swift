@@ -349,7 +349,10 @@ private struct Update {
                 let v = fusedMultiplyAdd(w2 * gradient, gradient, second[i] * b2) // v.mul_(β₂).addcmul_(g, g, 1 − β₂)
                 first[i] = m
                 second[i] = v
-                p[i] = theta + (stepSize * m) / (v.squareRoot() / root + eps) // θ.addcdiv_(m, √v/√bc₂ + ε, −η/bc₁)
+                // max(v, 0) = v (NaN stays NaN), but tells LLVM that √ needs no errno call, so
+                // the loop vectorises.
+                let denominator = max(v, 0).squareRoot() / root + eps
+                p[i] = theta + (stepSize * m) / denominator             // θ.addcdiv_(m, √v/√bc₂ + ε, −η/bc₁)
             }
         }
     }
