@@ -16,20 +16,24 @@ struct EvalCommand: ParsableCommand {
         commandName: "eval",
         abstract: "Mean token cross-entropy and perplexity of a checkpoint on a data file.",
         discussion: """
-            Reads JSON Lines of {"text": …} (tokenized with the checkpoint's or --tokenizer's \
-            SentencePiece model, no BOS/EOS added) or {"input_ids": […], "labels"?: […]} \
-            (label −100 = not scored). The logits at position t are scored against token t + 1; \
-            the loss is the mean over every scored token of the file. Examples longer than the \
-            model's positions are truncated (and counted).
+            Reads JSON Lines in any of the four shapes: {"text"} (no BOS/EOS added), \
+            {"input_ids", "labels"?} (label −100 = not scored), Alpaca {"instruction", "input"?, \
+            "output"} and chat {"messages"} (both scored on the response tokens only, Alpaca and \
+            chat templates). The logits at position t are scored against token t + 1; the loss \
+            is the mean over every scored token of the file. With --recipe, the recipe's eval \
+            split, templates and BOS/EOS settings are used (and its model when no checkpoint is given).
             """)
 
-    @Argument(help: "The checkpoint to evaluate.")
-    var checkpoint: String
+    @Argument(help: "The checkpoint to evaluate (default with --recipe: the recipe's model).")
+    var checkpoint: String?
 
-    @Option(help: "JSON Lines data file.")
-    var data: String
+    @Option(help: "JSON Lines data file (default with --recipe: its data.eval).")
+    var data: String?
 
-    @Option(help: "SentencePiece model for {\"text\"} lines (default: the checkpoint's own).")
+    @Option(help: "Take data file, templates and model from this recipe.")
+    var recipe: String?
+
+    @Option(help: "SentencePiece model for text (default: the checkpoint's own).")
     var tokenizer: String?
 
     @Option(help: "Examples per forward pass.")
@@ -40,10 +44,30 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
-        let model = try Checkpoint.read(from: URL(fileURLWithPath: checkpoint))
-        let tokenizerModel = try loadTokenizer(path: tokenizer, checkpoint: model, checkpointPath: checkpoint)
-        let (result, truncated) = try Evaluation.evaluate(model, dataFile: URL(fileURLWithPath: data),
-                                                          tokenizer: tokenizerModel, batchSize: batchSize)
+        let loadedRecipe = try recipe.map { try Recipe.load(from: URL(fileURLWithPath: $0)) }
+        guard let checkpointPath = checkpoint ?? loadedRecipe?.model.checkpoint else {
+            throw ValidationError("give a checkpoint, or --recipe")
+        }
+        guard let dataPath = data ?? loadedRecipe?.data.eval else {
+            throw ValidationError("give --data, or a --recipe with data.eval")
+        }
+        let model = try Checkpoint.read(from: URL(fileURLWithPath: checkpointPath))
+        let tokenizerModel = try loadTokenizer(path: tokenizer ?? loadedRecipe?.model.tokenizer, checkpoint: model,
+                                               checkpointPath: checkpointPath)
+        var encoder = try ExampleEncoding.plainEncoder(tokenizerModel)
+        if let loadedRecipe, let tokenizerModel {
+            let data = loadedRecipe.data
+            encoder = try ExampleEncoder(
+                tokenizer: tokenizerModel,
+                instructionTemplate: try InstructionTemplate(prompt: data.template.prompt, promptNoInput: data.template.promptNoInput,
+                                                             response: data.template.response),
+                chatTemplate: try ChatTemplate(formats: ["system": data.chatTemplate.system, "user": data.chatTemplate.user,
+                                                         "assistant": data.chatTemplate.assistant]),
+                addBOS: data.addBOS, addEOS: data.addEOS, trainOn: data.trainOn == .response ? .response : .all,
+                maxLength: data.maxLength)
+        }
+        let (result, truncated) = try Evaluation.evaluate(model, dataFile: URL(fileURLWithPath: dataPath),
+                                                          encoder: encoder, batchSize: batchSize)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]

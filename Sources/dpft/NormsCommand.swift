@@ -21,29 +21,32 @@ struct NormsCommand: ParsableCommand {
             group's median and 90th-percentile norm: pick thresholds from them.
             """)
 
-    @Argument(help: "The checkpoint.")
-    var checkpoint: String
+    @Argument(help: "The checkpoint (default with --recipe: the recipe's model).")
+    var checkpoint: String?
 
-    @Option(help: "JSON Lines data ({\"text\"} or {\"input_ids\", \"labels\"?}).")
-    var data: String
+    @Option(help: "JSON Lines data, any of the four shapes (default with --recipe: its data.train).")
+    var data: String?
+
+    @Option(help: "Take model, adapters, data, templates, grouping, clipping and threshold from this recipe (options given here win).")
+    var recipe: String?
 
     @Option(help: "How many examples, from the start of the file.")
     var examples: Int
 
-    @Option(help: "Grouping strategy (see `dpft plugins list`).")
-    var grouping: String = "all-layer"
+    @Option(help: "Grouping strategy (see `dpft plugins list`; default all-layer).")
+    var grouping: String?
 
     @Option(help: "Strategy options as a JSON object, e.g. '{\"allocation\": \"sqrt-size\"}'.")
-    var groupingOptions: String = "{}"
+    var groupingOptions: String?
 
-    @Option(help: "Clip function: abadi (min(1, R/n)) or automatic (R/(n + γ)).")
-    var clipping: ClippingChoice = .abadi
+    @Option(help: "Clip function: abadi (min(1, R/n); the default) or automatic (R/(n + γ)).")
+    var clipping: ClippingChoice?
 
-    @Option(help: "γ for automatic clipping.")
-    var gamma: Double = 0.01
+    @Option(help: "γ for automatic clipping (default 0.01).")
+    var gamma: Double?
 
-    @Option(help: "Total clipping threshold R (split over groups by the allocation).")
-    var threshold: Double = 1.0
+    @Option(help: "Total clipping threshold R, split over groups by the allocation (default 1).")
+    var threshold: Double?
 
     @Option(help: "Train all tensors or only the adapters (default: adapters when the checkpoint has them).")
     var trainable: TrainableChoice?
@@ -60,11 +63,42 @@ struct NormsCommand: ParsableCommand {
     func run() throws {
         guard examples > 0 else { throw ValidationError("--examples must be positive") }
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+        let loadedRecipe = try recipe.map { try Recipe.load(from: URL(fileURLWithPath: $0)) }
+        guard let checkpoint = checkpoint ?? loadedRecipe?.model.checkpoint else {
+            throw ValidationError("give a checkpoint, or --recipe")
+        }
+        guard let data = data ?? loadedRecipe?.data.train else { throw ValidationError("give --data, or --recipe") }
+        let privacy = loadedRecipe?.privacy
+        let grouping = grouping ?? (privacy?.rules != nil ? "rules" : privacy?.grouping) ?? "all-layer"
+        let options = try groupingOptions.map { try GroupingOptions(json: $0) }
+            ?? privacy.map { $0.rules.map { GroupingOptions(["file": .string($0)]) } ?? $0.groupingOptions } ?? [:]
+        let function: ClippingFunction
+        switch clipping {
+        case .abadi?: function = .abadi
+        case .automatic?: function = .automatic(gamma: gamma ?? 0.01)
+        case nil: function = privacy?.clipping ?? .abadi
+        }
+        let threshold = threshold ?? privacy?.threshold ?? 1.0
+        var lora: LoRAConfig?
+        if case .lora(let config)? = loadedRecipe?.adapter { lora = config }
+
         let model = try Checkpoint.read(from: URL(fileURLWithPath: checkpoint))
-        let tokenizerModel = try loadTokenizer(path: tokenizer, checkpoint: model, checkpointPath: checkpoint)
+        let tokenizerModel = try loadTokenizer(path: tokenizer ?? loadedRecipe?.model.tokenizer, checkpoint: model,
+                                               checkpointPath: checkpoint)
         var tokenized: [TokenizedExample] = []
+        var encoder = try ExampleEncoding.plainEncoder(tokenizerModel)
+        if let recipeData = loadedRecipe?.data, let tokenizerModel {
+            encoder = try ExampleEncoder(
+                tokenizer: tokenizerModel,
+                instructionTemplate: try InstructionTemplate(prompt: recipeData.template.prompt, promptNoInput: recipeData.template.promptNoInput,
+                                                             response: recipeData.template.response),
+                chatTemplate: try ChatTemplate(formats: ["system": recipeData.chatTemplate.system, "user": recipeData.chatTemplate.user,
+                                                         "assistant": recipeData.chatTemplate.assistant]),
+                addBOS: recipeData.addBOS, addEOS: recipeData.addEOS,
+                trainOn: recipeData.trainOn == .response ? .response : .all, maxLength: recipeData.maxLength)
+        }
         for (line, record) in try JSONLReader.read(URL(fileURLWithPath: data)) where tokenized.count < examples {
-            var example = try ExampleEncoding.encode(record, tokenizer: tokenizerModel, path: data, line: line)
+            var example = try ExampleEncoding.encode(record, encoder: encoder, path: data, line: line)
             example.truncate(to: model.config.maxPositions)
             if !example.ids.isEmpty { tokenized.append(example) }
         }
@@ -72,14 +106,14 @@ struct NormsCommand: ParsableCommand {
         if tokenized.count < examples {
             FileHandle.standardError.write(Data("note: \(data) has only \(tokenized.count) usable examples\n".utf8))
         }
-        let selection: TrainableSelection = (trainable ?? (model.adapters.isEmpty ? .all : .adapters)) == .all ? .all : .adapters
-        let transformer = try Transformer(checkpoint: model, trainable: selection,
+        let hasAdapters = !model.adapters.isEmpty || lora != nil
+        let selection: TrainableSelection = (trainable ?? (hasAdapters ? .adapters : .all)) == .all ? .all : .adapters
+        let transformer = try Transformer(checkpoint: model, lora: lora, trainable: selection,
                                           maxBatchSize: min(batchSize, tokenized.count),
                                           maxSequenceLength: tokenized.map(\.ids.count).max()!)
         let resolved = try GroupingRegistry.builtIn.resolve(
-            strategy: grouping, options: try GroupingOptions(json: groupingOptions),
+            strategy: grouping, options: options,
             parameters: transformer.trainableParameterInfos, threshold: threshold)
-        let function: ClippingFunction = clipping == .abadi ? .abadi : .automatic(gamma: gamma)
         let report = try PerSampleNormsReport.compute(model: transformer, grouping: resolved, clipping: function,
                                                       examples: tokenized, batchSize: batchSize)
         try report.write(to: URL(fileURLWithPath: output))

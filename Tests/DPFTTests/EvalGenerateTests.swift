@@ -25,7 +25,7 @@ import Testing
             let tokenizer = try checkpoint.tokenizerModel.map { try Tokenizer(modelBytes: $0) }
             for batchSize in [1, 4] {
                 let (result, truncated) = try Evaluation.evaluate(checkpoint, dataFile: Fixtures.url("eval/\(file.file)"),
-                                                                  tokenizer: tokenizer, batchSize: batchSize)
+                                                                  encoder: try ExampleEncoding.plainEncoder(tokenizer), batchSize: batchSize)
                 #expect(truncated == 0)
                 #expect(result.tokens == file.tokens, "\(file.file)")
                 #expect(result.examples == file.examples, "\(file.file)")
@@ -49,19 +49,19 @@ import Testing
         let data = directory.appendingPathComponent("data.jsonl")
         try Data("{\"input_ids\": [1, 2, 3]}\n\n{\"input_ids\": [1, \"x\"]}\n".utf8).write(to: data)
         #expect(throws: DataError.malformedLine(path: data.path, line: 3, reason: "`input_ids` must hold integers only")) {
-            try Evaluation.evaluate(checkpoint, dataFile: data, tokenizer: nil, batchSize: 2)
+            try Evaluation.evaluate(checkpoint, dataFile: data, encoder: nil, batchSize: 2)
         }
         try Data("{\"text\": \"hello\"}\n".utf8).write(to: data)
         #expect(throws: DataError.needsTokenizer(path: data.path, line: 1)) {
-            try Evaluation.evaluate(checkpoint, dataFile: data, tokenizer: nil, batchSize: 2)
+            try Evaluation.evaluate(checkpoint, dataFile: data, encoder: nil, batchSize: 2)
         }
         try Data("{\"input_ids\": [1, 999]}\n".utf8).write(to: data)
         #expect(throws: ModelError.tokenOutOfRange(id: 999, vocabularySize: 301)) {
-            try Evaluation.evaluate(checkpoint, dataFile: data, tokenizer: nil, batchSize: 2)
+            try Evaluation.evaluate(checkpoint, dataFile: data, encoder: nil, batchSize: 2)
         }
         try Data("\n".utf8).write(to: data)
         #expect(throws: DataError.noExamples(path: data.path)) {
-            try Evaluation.evaluate(checkpoint, dataFile: data, tokenizer: nil, batchSize: 2)
+            try Evaluation.evaluate(checkpoint, dataFile: data, encoder: nil, batchSize: 2)
         }
     }
 

@@ -50,15 +50,15 @@ public enum Evaluation {
         return Result(loss: loss, perplexity: exp(loss), tokens: totalTokens, examples: examples.count)
     }
 
-    /// Evaluates a checkpoint on a `{"text"}` / `{"input_ids", "labels"?}` JSON Lines file, as
-    /// `dpft eval` does: examples longer than the model's positions are truncated (their count
-    /// is returned), empty ones skipped.
-    public static func evaluate(_ checkpoint: Checkpoint, dataFile: URL, tokenizer: Tokenizer?,
+    /// Evaluates a checkpoint on a JSON Lines file of any record shape, as `dpft eval` does:
+    /// examples longer than the model's positions are truncated (their count is returned),
+    /// empty ones skipped.
+    public static func evaluate(_ checkpoint: Checkpoint, dataFile: URL, encoder: ExampleEncoder?,
                                 batchSize: Int) throws -> (result: Result, truncated: Int) {
         var examples: [TokenizedExample] = []
         var truncated = 0
         for (line, record) in try JSONLReader.read(dataFile) {
-            var example = try ExampleEncoding.encode(record, tokenizer: tokenizer, path: dataFile.path, line: line)
+            var example = try ExampleEncoding.encode(record, encoder: encoder, path: dataFile.path, line: line)
             if example.truncate(to: checkpoint.config.maxPositions) { truncated += 1 }
             if !example.ids.isEmpty { examples.append(example) }
         }
