@@ -56,15 +56,7 @@ struct EvalCommand: ParsableCommand {
                                                checkpointPath: checkpointPath)
         var encoder = try ExampleEncoding.plainEncoder(tokenizerModel)
         if let loadedRecipe, let tokenizerModel {
-            let data = loadedRecipe.data
-            encoder = try ExampleEncoder(
-                tokenizer: tokenizerModel,
-                instructionTemplate: try InstructionTemplate(prompt: data.template.prompt, promptNoInput: data.template.promptNoInput,
-                                                             response: data.template.response),
-                chatTemplate: try ChatTemplate(formats: ["system": data.chatTemplate.system, "user": data.chatTemplate.user,
-                                                         "assistant": data.chatTemplate.assistant]),
-                addBOS: data.addBOS, addEOS: data.addEOS, trainOn: data.trainOn == .response ? .response : .all,
-                maxLength: data.maxLength)
+            encoder = try loadedRecipe.data.exampleEncoder(tokenizer: tokenizerModel)
         }
         let (result, truncated) = try Evaluation.evaluate(model, dataFile: URL(fileURLWithPath: dataPath),
                                                           encoder: encoder, batchSize: batchSize)

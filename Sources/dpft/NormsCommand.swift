@@ -88,14 +88,7 @@ struct NormsCommand: ParsableCommand {
         var tokenized: [TokenizedExample] = []
         var encoder = try ExampleEncoding.plainEncoder(tokenizerModel)
         if let recipeData = loadedRecipe?.data, let tokenizerModel {
-            encoder = try ExampleEncoder(
-                tokenizer: tokenizerModel,
-                instructionTemplate: try InstructionTemplate(prompt: recipeData.template.prompt, promptNoInput: recipeData.template.promptNoInput,
-                                                             response: recipeData.template.response),
-                chatTemplate: try ChatTemplate(formats: ["system": recipeData.chatTemplate.system, "user": recipeData.chatTemplate.user,
-                                                         "assistant": recipeData.chatTemplate.assistant]),
-                addBOS: recipeData.addBOS, addEOS: recipeData.addEOS,
-                trainOn: recipeData.trainOn == .response ? .response : .all, maxLength: recipeData.maxLength)
+            encoder = try recipeData.exampleEncoder(tokenizer: tokenizerModel)
         }
         for (line, record) in try JSONLReader.read(URL(fileURLWithPath: data)) where tokenized.count < examples {
             var example = try ExampleEncoding.encode(record, encoder: encoder, path: data, line: line)

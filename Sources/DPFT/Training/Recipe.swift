@@ -191,15 +191,11 @@ extension Recipe {
                 self.response = response
             }
 
-            /// The Stanford Alpaca template (written `"alpaca"` in a recipe).
+            /// The Stanford Alpaca template (written `"alpaca"` in a recipe): the data layer's
+            /// `InstructionTemplate.alpaca`, so the text lives in one place.
             public static let alpaca = InstructionTemplate(
-                prompt: "Below is an instruction that describes a task, paired with an input that provides further context. "
-                    + "Write a response that appropriately completes the request.\n\n"
-                    + "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n",
-                promptNoInput: "Below is an instruction that describes a task. "
-                    + "Write a response that appropriately completes the request.\n\n"
-                    + "### Instruction:\n{instruction}\n\n### Response:\n",
-                response: "{output}")
+                prompt: DPFT.InstructionTemplate.alpaca.prompt, promptNoInput: DPFT.InstructionTemplate.alpaca.promptNoInput,
+                response: DPFT.InstructionTemplate.alpaca.response)
         }
 
         /// How a chat message becomes text: `{content}` is replaced by the message's content.
@@ -219,6 +215,19 @@ extension Recipe {
                 self.user = user
                 self.assistant = assistant
             }
+        }
+
+        /// The encoder these settings describe (templates, BOS/EOS, label masking), cutting
+        /// examples to `min(max_length, maxPositions)`.
+        public func exampleEncoder(tokenizer: Tokenizer, maxPositions: Int? = nil) throws -> ExampleEncoder {
+            try ExampleEncoder(
+                tokenizer: tokenizer,
+                instructionTemplate: try DPFT.InstructionTemplate(prompt: template.prompt, promptNoInput: template.promptNoInput,
+                                                                  response: template.response),
+                chatTemplate: try DPFT.ChatTemplate(formats: ["system": chatTemplate.system, "user": chatTemplate.user,
+                                                              "assistant": chatTemplate.assistant]),
+                addBOS: addBOS, addEOS: addEOS, trainOn: trainOn == .response ? .response : .all,
+                maxLength: min(maxLength, maxPositions ?? maxLength))
         }
 
         /// `"train"` (required): the training examples (JSON Lines).

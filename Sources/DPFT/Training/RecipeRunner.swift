@@ -144,12 +144,7 @@ public final class RecipeRunner {
 
         // Data.
         let data = recipe.data
-        let encoder = try ExampleEncoder(tokenizer: tokenizer, instructionTemplate: try InstructionTemplate(
-            prompt: data.template.prompt, promptNoInput: data.template.promptNoInput, response: data.template.response),
-            chatTemplate: try ChatTemplate(formats: ["system": data.chatTemplate.system, "user": data.chatTemplate.user,
-                                                     "assistant": data.chatTemplate.assistant]),
-            addBOS: data.addBOS, addEOS: data.addEOS, trainOn: data.trainOn == .response ? .response : .all,
-            maxLength: min(data.maxLength, base.config.maxPositions))
+        let encoder = try data.exampleEncoder(tokenizer: tokenizer, maxPositions: base.config.maxPositions)
         let train = try TrainingData.load(path: data.train, recipe: data, encoder: encoder)
         log(train.summary(path: data.train))
         let evaluation = try data.eval.map {

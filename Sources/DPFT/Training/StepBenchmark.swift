@@ -30,7 +30,7 @@ public enum StepBenchmark {
              labels: [Int]?.none)
         }
         let batch = TokenBatch(examples: examples, sequenceLength: sequenceLength)
-        let optimizer = SGD(learningRate: 1e-4)
+        let optimizer = try Optimizer(kind: .sgd(), model: model)
         let engine = try grouping.map { name in
             try PrivateGradient(model: model, grouping: GroupingRegistry.builtIn.resolve(
                 strategy: name, options: [:], parameters: model.trainableParameterInfos, threshold: 1),
@@ -48,7 +48,7 @@ public enum StepBenchmark {
                 try model.forward(batch)
                 model.backward()
             }
-            optimizer.step(model)
+            optimizer.step(model: model, learningRate: 1e-4)
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             if step >= warmup { times.append(seconds) }
         }
