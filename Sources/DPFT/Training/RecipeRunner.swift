@@ -317,20 +317,20 @@ public final class RecipeRunner {
                 let batch = shuffled[(position * training.batchSize)..<min((position + 1) * training.batchSize, N)]
                 examplesInBatch = batch.count
                 let indices = Array(batch)
+                // Each micro-batch adds Σ_i ∇L_i; one division by the logical batch size at the
+                // end gives the mean over the logical batch whatever the micro-batch sizes.
+                model.sumsPerExampleLosses = true
+                defer { model.sumsPerExampleLosses = false }
                 var start = 0
                 while start < indices.count {
                     let chunk = indices[start..<min(start + physical, indices.count)]
                     try model.forward(TokenBatch(examples: chunk.map { (train.examples[$0].ids, train.examples[$0].labels) }))
                     loss += Double(model.perExampleLosses.reduce(0, +))
-                    // forward's loss is a mean over the micro-batch; weight micro-batches by size
                     model.backward()
                     tokens += chunk.reduce(0) { $0 + train.examples[$1].ids.count }
                     start += chunk.count
                 }
-                // The backward of each micro-batch averaged over its own examples; rescale the
-                // sum of micro-batch means into the mean over the logical batch.
-                let microBatches = (indices.count + physical - 1) / physical
-                scaleGradients(model, by: Float(physical * microBatches) / Float(max(indices.count, 1)) / Float(microBatches))
+                scaleGradients(model, by: 1 / Float(max(indices.count, 1)))
             }
             optimizer.step(model: model, learningRate: learningRate)
             step += 1
