@@ -456,7 +456,7 @@ extension SafeTensorsFile {
 
         var header = "{\"__metadata__\":{"
         header += metadata.keys.sorted()
-            .map { "\(jsonQuoted($0)):\(jsonQuoted(metadata[$0]!))" }
+            .map { "\(jsonStringLiteral($0)):\(jsonStringLiteral(metadata[$0]!))" }
             .joined(separator: ",")
         header += "}"
         var offset = 0
@@ -468,7 +468,7 @@ extension SafeTensorsFile {
                                                    reason: "tensor \"\(name)\" is too large")
             }
             let shape = tensor.shape.map(String.init).joined(separator: ",")
-            header += ",\(jsonQuoted(name)):{\"dtype\":\"F32\",\"shape\":[\(shape)],"
+            header += ",\(jsonStringLiteral(name)):{\"dtype\":\"F32\",\"shape\":[\(shape)],"
                 + "\"data_offsets\":[\(offset),\(end)]}"
             offset = end
         }
@@ -480,31 +480,27 @@ extension SafeTensorsFile {
         withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { prefix.append(contentsOf: $0) }
         prefix.append(contentsOf: headerBytes)
 
-        let temporaryURL = url.deletingLastPathComponent()
-            .appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).tmp")
-        guard FileManager.default.createFile(atPath: temporaryURL.path, contents: nil) else {
-            throw SafeTensorsError.writeFailed(
-                path: path, reason: "cannot create temporary file \(temporaryURL.path)")
-        }
-        var renamed = false
-        defer { if !renamed { try? FileManager.default.removeItem(at: temporaryURL) } }
         do {
-            let handle = try FileHandle(forWritingTo: temporaryURL)
-            defer { try? handle.close() }
-            try handle.write(contentsOf: prefix)
-            for (_, tensor) in tensors {
-                try writeBytes(of: tensor, to: handle)
+            try writeAtomically(to: url) { temporaryURL in
+                guard FileManager.default.createFile(atPath: temporaryURL.path, contents: nil) else {
+                    throw SafeTensorsError.writeFailed(
+                        path: path, reason: "cannot create temporary file \(temporaryURL.path)")
+                }
+                do {
+                    let handle = try FileHandle(forWritingTo: temporaryURL)
+                    defer { try? handle.close() }
+                    try handle.write(contentsOf: prefix)
+                    for (_, tensor) in tensors {
+                        try writeBytes(of: tensor, to: handle)
+                    }
+                    try handle.synchronize()  // the bytes are on disk before the name points at them
+                } catch {
+                    throw SafeTensorsError.writeFailed(path: path, reason: error.localizedDescription)
+                }
             }
-            try handle.synchronize()  // the bytes are on disk before the name points at them
-        } catch {
-            throw SafeTensorsError.writeFailed(path: path, reason: error.localizedDescription)
+        } catch CheckpointError.writeFailed(_, let reason) {
+            throw SafeTensorsError.writeFailed(path: path, reason: reason)
         }
-        guard rename(temporaryURL.path, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            throw SafeTensorsError.writeFailed(
-                path: path, reason: "renaming \(temporaryURL.lastPathComponent) over it failed: \(reason)")
-        }
-        renamed = true
     }
 
     /// Writes a tensor's float32 values straight from its memory, in chunks of 64 MiB.
@@ -519,25 +515,6 @@ extension SafeTensorsFile {
                                               deallocator: .none))
             written += size
         }
-    }
-
-    /// A JSON string literal for `text` (quotes, backslashes and control characters escaped).
-    private static func jsonQuoted(_ text: String) -> String {
-        var result = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case "\n": result += "\\n"
-            case "\r": result += "\\r"
-            case "\t": result += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: result.unicodeScalars.append(scalar)
-            }
-        }
-        return result + "\""
     }
 }
 
