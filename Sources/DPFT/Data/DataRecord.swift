@@ -47,18 +47,24 @@ public enum DataError: Error, CustomStringConvertible, Equatable {
 public enum JSONLReader {
     /// Every non-blank line of `url` as a record, with its 1-based line number.
     public static func read(_ url: URL) throws -> [(line: Int, record: DataRecord)] {
+        try lines(url).map { ($0.line, try parse($0.text, path: url.path, line: $0.line)) }
+    }
+
+    /// The non-blank lines of a JSON Lines file (CR/LF tolerated) with their 1-based numbers,
+    /// unparsed — for callers that decide per line what a bad one means.
+    public static func lines(_ url: URL) throws -> [(line: Int, text: Data)] {
         guard let data = FileManager.default.contents(atPath: url.path) else {
             throw DataError.fileNotFound(path: url.path)
         }
-        var records: [(line: Int, record: DataRecord)] = []
+        var result: [(line: Int, text: Data)] = []
         var lineNumber = 0
         for rawLine in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
             lineNumber += 1
             let line = rawLine.last == UInt8(ascii: "\r") ? rawLine.dropLast() : rawLine
             if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }) { continue }
-            records.append((lineNumber, try parse(Data(line), path: url.path, line: lineNumber)))
+            result.append((lineNumber, Data(line)))
         }
-        return records
+        return result
     }
 
     /// Parses one line.

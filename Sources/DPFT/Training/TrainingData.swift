@@ -17,19 +17,11 @@ public struct TrainingData {
     /// shapes for `auto`); a bad line stops with an error naming it, or is skipped and counted.
     public static func load(path: String, recipe: Recipe.DataSection, encoder: ExampleEncoder,
                             limit: Int? = nil) throws -> TrainingData {
-        let url = URL(fileURLWithPath: path)
-        guard let data = FileManager.default.contents(atPath: url.path) else {
-            throw DataError.fileNotFound(path: path)
-        }
         var result = TrainingData(examples: [], records: [], skippedLines: [], truncated: 0, empty: 0)
-        var lineNumber = 0
-        for rawLine in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
-            lineNumber += 1
+        for (lineNumber, line) in try JSONLReader.lines(URL(fileURLWithPath: path)) {
             if let limit, result.examples.count >= limit { break }
-            let line = rawLine.last == UInt8(ascii: "\r") ? rawLine.dropLast() : rawLine
-            if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }) { continue }
             do {
-                let record = try JSONLReader.parse(Data(line), path: path, line: lineNumber)
+                let record = try JSONLReader.parse(line, path: path, line: lineNumber)
                 try check(record, format: recipe.format, path: path, line: lineNumber)
                 let (example, truncated) = try encoder.encode(record)
                 if truncated { result.truncated += 1 }
