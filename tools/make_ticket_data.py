@@ -3,13 +3,12 @@
 
 Every line of the output is one JSON object
 
-    {"instruction": "Classify the support ticket into one of: billing, shipping, account,
-                     hardware, software, refund.",
+    {"instruction": "Classify the support ticket.",
      "input": "<ticket text>",
      "output": "<category>"}
 
-where <category> is exactly one of the six words above (so a generated answer can be checked
-by exact match after stripping whitespace). The tickets are made up from templates:
+where <category> is exactly one of billing, shipping, account, hardware, software, refund
+(so a generated answer can be checked by exact match after stripping whitespace). The tickets are made up from templates:
 category-specific problem sentences (keyword pools such as printer/toner/keyboard for
 hardware, password/sign in/two-factor for account), optional detail sentences, optional
 "distractor" sentences that mention another category's vocabulary in a clearly
@@ -43,8 +42,10 @@ import random
 import re
 from collections import Counter
 
-INSTRUCTION = ("Classify the support ticket into one of: "
-               "billing, shipping, account, hardware, software, refund.")
+# The instruction does not list the six categories: the label set is learned from the
+# training answers. Listing them made the small demo model copy the first one ("billing")
+# for every ticket for many steps, and cost ~20 tokens per example.
+INSTRUCTION = "Classify the support ticket."
 CATEGORIES = ["billing", "shipping", "account", "hardware", "software", "refund"]
 MAX_WORDS = 40
 
