@@ -114,6 +114,8 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Clip function for --private: abadi or automatic.")
         var clipping: ClippingChoice = .abadi
 
+        @OptionGroup var plugins: PluginOptions
+
         @Flag(help: "Print JSON.")
         var json = false
 
@@ -125,7 +127,7 @@ struct BenchCommand: ParsableCommand {
             let lora = loraRank.map { LoRAConfig(rank: $0, alpha: Double(2 * $0), targets: modelConfig.adaptableModuleNames) }
             let result = try StepBenchmark.run(config: modelConfig, batchSize: batchSize,
                                                sequenceLength: sequenceLength, steps: steps, lora: lora,
-                                               grouping: `private`, clipping: clipping == .abadi ? .abadi : .automatic(gamma: 0.01))
+                                               grouping: `private`, registry: try plugins.registry(), clipping: clipping == .abadi ? .abadi : .automatic(gamma: 0.01))
             if json {
                 let object: [String: Any] = ["seconds_per_step": result.medianSeconds, "tokens_per_second": result.tokensPerSecond,
                                              "steps": result.secondsPerStep, "trainable_parameters": result.trainableParameters,
