@@ -27,7 +27,7 @@ struct NormsCommand: ParsableCommand {
     @Option(help: "JSON Lines data, any of the four shapes (default with --recipe: its data.train).")
     var data: String?
 
-    @Option(help: "Take model, adapters, data, templates, grouping, clipping and threshold from this recipe (options given here win).")
+    @Option(help: "Take model, adapters, data, templates, grouping, clipping, threshold and plugins from this recipe (options given here win).")
     var recipe: String?
 
     @Option(help: "How many examples, from the start of the file.")
