@@ -150,6 +150,28 @@ enum ExamplePlugin {
         }
     }
 
+    /// A recipe naming the plugin trains with its strategy, and its ledger records the groups.
+    @Test func aRecipeLoadsItsPluginsAndTrainsWithTheStrategy() throws {
+        let library = try ExamplePlugin.library()
+        let workspace = try RecipeRunnerTests.Workspace()
+        defer { try? FileManager.default.removeItem(at: workspace.directory) }
+        let url = try workspace.recipe(privacy: #"{"noise_multiplier": 1.1, "grouping": "param-budget", "grouping_options": {"budget": 100}}"#)
+        let recipe = try Recipe.load(from: url, overrides: ["training.steps=1", "plugins=[\"\(library)\"]"])
+        #expect(recipe.resolvedJSON.contains(library), "the resolved recipe (and so its hash) names the plugin")
+        var lines: [String] = []
+        let summary = try RecipeRunner(recipe: recipe) { lines.append($0) }.run()
+        #expect(summary.steps == 1)
+        #expect(lines.contains("plugin \(library): param-budget"))
+        let ledger = try #require(try Checkpoint.read(from: URL(fileURLWithPath: summary.finalCheckpoint)).privacyLedger)
+        #expect(ledger.contains("param-budget"))
+        #expect(ledger.contains("part.1"))
+
+        // Without the plugin the strategy is unknown, and the message says where strategies come from.
+        #expect(throws: GroupingError.self) {
+            try RecipeRunner(recipe: try Recipe.load(from: url, overrides: ["training.steps=1"])) { _ in }.run()
+        }
+    }
+
     @Test func dpftReportsALoadErrorClearly() throws {
         let result = try ExamplePlugin.dpft(["plugins", "list", "--plugin", "no/such/libplugin.so"])
         #expect(result.status != 0)
