@@ -99,7 +99,6 @@ public enum GroupingPluginLoader {
                 return (code, host.plugin_api_version, host.plugin_dpft_version.map { String(cString: $0) })
             }
         }
-        withExtendedLifetime(session) {}
 
         let versionsDiffer = pluginAPI != apiVersion || pluginDPFT != dpftVersion
         if code == DPFT_PLUGIN_VERSION_MISMATCH || (code == DPFT_PLUGIN_OK && versionsDiffer) {
