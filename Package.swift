@@ -23,8 +23,10 @@ let package = Package(
                 linkerSettings: [.linkedLibrary("sentencepiece"),
                                  .linkedLibrary("sentencepiece_train"),
                                  .linkedLibrary("stdc++")]),
+        // The C ABI of compiled grouping plugins (a header only; DESIGN.md §4).
+        .target(name: "CDPFTPlugin"),
         .target(name: "DPFT", dependencies: [
-            "CBLAS", "CHDF5", "CSentencePiece",
+            "CBLAS", "CHDF5", "CSentencePiece", "CDPFTPlugin",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .executableTarget(name: "dpft", dependencies: [

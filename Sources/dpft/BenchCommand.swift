@@ -111,8 +111,13 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Make the step private with this grouping strategy (e.g. all-layer, layer-wise, per-block): book-keeping clipping, noise σ = 1.")
         var `private`: String?
 
+        @Option(help: "Options of the --private strategy as a JSON object, e.g. '{\"budget\": 65536}'.")
+        var groupingOptions: String = "{}"
+
         @Option(help: "Clip function for --private: abadi or automatic.")
         var clipping: ClippingChoice = .abadi
+
+        @OptionGroup var plugins: PluginOptions
 
         @Flag(help: "Print JSON.")
         var json = false
@@ -125,7 +130,8 @@ struct BenchCommand: ParsableCommand {
             let lora = loraRank.map { LoRAConfig(rank: $0, alpha: Double(2 * $0), targets: modelConfig.adaptableModuleNames) }
             let result = try StepBenchmark.run(config: modelConfig, batchSize: batchSize,
                                                sequenceLength: sequenceLength, steps: steps, lora: lora,
-                                               grouping: `private`, clipping: clipping == .abadi ? .abadi : .automatic(gamma: 0.01))
+                                               grouping: `private`, groupingOptions: try GroupingOptions(json: groupingOptions),
+                                               registry: try plugins.registry(), clipping: clipping == .abadi ? .abadi : .automatic(gamma: 0.01))
             if json {
                 let object: [String: Any] = ["seconds_per_step": result.medianSeconds, "tokens_per_second": result.tokensPerSecond,
                                              "steps": result.secondsPerStep, "trainable_parameters": result.trainableParameters,

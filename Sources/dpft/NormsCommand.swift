@@ -27,7 +27,7 @@ struct NormsCommand: ParsableCommand {
     @Option(help: "JSON Lines data, any of the four shapes (default with --recipe: its data.train).")
     var data: String?
 
-    @Option(help: "Take model, adapters, data, templates, grouping, clipping and threshold from this recipe (options given here win).")
+    @Option(help: "Take model, adapters, data, templates, grouping, clipping, threshold and plugins from this recipe (options given here win).")
     var recipe: String?
 
     @Option(help: "How many examples, from the start of the file.")
@@ -60,10 +60,13 @@ struct NormsCommand: ParsableCommand {
     @Option(help: "Output HDF5 file.")
     var output: String
 
+    @OptionGroup var plugins: PluginOptions
+
     func run() throws {
         guard examples > 0 else { throw ValidationError("--examples must be positive") }
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
         let loadedRecipe = try recipe.map { try Recipe.load(from: URL(fileURLWithPath: $0)) }
+        let registry = try plugins.registry(recipePlugins: loadedRecipe?.plugins ?? [])
         guard let checkpoint = checkpoint ?? loadedRecipe?.model.checkpoint else {
             throw ValidationError("give a checkpoint, or --recipe")
         }
@@ -104,7 +107,7 @@ struct NormsCommand: ParsableCommand {
         let transformer = try Transformer(checkpoint: model, lora: lora, trainable: selection,
                                           maxBatchSize: min(batchSize, tokenized.count),
                                           maxSequenceLength: tokenized.map(\.ids.count).max()!)
-        let resolved = try GroupingRegistry.builtIn.resolve(
+        let resolved = try registry.resolve(
             strategy: grouping, options: options,
             parameters: transformer.trainableParameterInfos, threshold: threshold)
         let report = try PerSampleNormsReport.compute(model: transformer, grouping: resolved, clipping: function,

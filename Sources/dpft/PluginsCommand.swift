@@ -25,8 +25,10 @@ struct PluginsCommand: ParsableCommand {
         @Flag(help: "Print JSON instead of text.")
         var json = false
 
+        @OptionGroup var plugins: PluginOptions
+
         func run() throws {
-            let registry = GroupingRegistry.builtIn
+            let registry = try plugins.registry()
             if json {
                 let listing = Listing(
                     strategies: registry.entries.map { entry in
@@ -86,7 +88,10 @@ struct PluginsCommand: ParsableCommand {
         @Flag(help: "Print JSON instead of text.")
         var json = false
 
+        @OptionGroup var plugins: PluginOptions
+
         func run() throws {
+            let registry = try plugins.registry()
             let model = try Checkpoint.read(from: URL(fileURLWithPath: checkpoint))
             var lora = try model.loraConfig()
             switch (loraRank, loraTargets) {
@@ -105,7 +110,7 @@ struct PluginsCommand: ParsableCommand {
             }
             let selection: TrainableSelection? = trainable.map { $0 == .all ? .all : .adapters }
             let parameters = try model.config.trainableParameterInfos(lora: lora, trainable: selection)
-            let grouping = try GroupingRegistry.builtIn.resolve(
+            let grouping = try registry.resolve(
                 strategy: name, options: try GroupingOptions(json: options), parameters: parameters, threshold: threshold)
 
             let infoByName = Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0) })

@@ -22,8 +22,12 @@ struct RecipeCommand: ParsableCommand {
     @Flag(help: "Continue from the last checkpoint in output.directory.")
     var resume = false
 
+    @OptionGroup var plugins: PluginOptions
+
     func run() throws {
-        let loaded = try Recipe.load(from: URL(fileURLWithPath: recipe), overrides: overrides)
+        var loaded = try Recipe.load(from: URL(fileURLWithPath: recipe), overrides: overrides)
+        // --plugin adds to the recipe's "plugins", so the resolved recipe and its hash name them.
+        for path in plugins.paths where !loaded.plugins.contains(path) { loaded.plugins.append(path) }
         let runner = RecipeRunner(recipe: loaded, resume: resume, interactive: isatty(STDOUT_FILENO) != 0) { line in
             // unbuffered, so progress lines reach a log file as they happen
             FileHandle.standardOutput.write(Data((line + "\n").utf8))

@@ -5,6 +5,7 @@ struct DPFTCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dpft",
         abstract: "Differentially private fine-tuning of transformer language models on CPUs.",
+        version: "dpft \(DPFTVersion.current) (grouping plugin API \(GroupingPlugin.apiVersion))",
         subcommands: [InitCommand.self, ImportCommand.self, ExportCommand.self, EvalCommand.self, GenerateCommand.self,
                       RecipeCommand.self, NormsCommand.self, PluginsCommand.self, TokenizerCommand.self, PrivacyCommand.self, BenchCommand.self])
 }

@@ -185,6 +185,7 @@ import Testing
         try failure(["model.checkpoint=/nonexistent/base.h5"], contains: "/nonexistent/base.h5")
         try failure(["data.train=/nonexistent/train.jsonl"], contains: "/nonexistent/train.jsonl")
         try failure(["adapter.targets=[\"q_proj\", \"c_attn\"]"], contains: "c_attn")
+        try failure(["plugins=[\"/nonexistent/libplugin.so\"]"], contains: "grouping plugin /nonexistent/libplugin.so: no such file")
         try failure([], privacy: #"{"target_epsilon": 0.0001, "accountant": "rdp"}"#, contains: "0.0001")
         let empty = workspace.directory.appendingPathComponent("empty.jsonl")
         try Data("\n\n".utf8).write(to: empty)

@@ -93,6 +93,14 @@ public final class RecipeRunner {
         log("recipe \(recipe.name) (sha256 \(recipeHash.prefix(12))…):")
         log(recipe.resolvedJSON)
 
+        // Grouping strategies: the built-in ones and the recipe's plugins, loaded before anything
+        // is read or written so that a bad plugin fails the run at once.
+        let registry = try GroupingPluginLoader.registry(plugins: recipe.plugins)
+        for path in recipe.plugins {
+            let names = registry.entries.filter { $0.origin == .plugin(path: path) }.map(\.strategy.name)
+            log("plugin \(path): \(names.isEmpty ? "(already loaded)" : names.joined(separator: ", "))")
+        }
+
         // Model, adapters, tokenizer.
         var base = try Checkpoint.read(from: URL(fileURLWithPath: recipe.model.checkpoint))
         var resumeFrom: (state: RunState, checkpoint: Checkpoint)?
@@ -186,7 +194,7 @@ public final class RecipeRunner {
             } else {
                 options = privacy.groupingOptions
             }
-            let grouping = try GroupingRegistry.builtIn.resolve(strategy: strategy, options: options,
+            let grouping = try registry.resolve(strategy: strategy, options: options,
                                                                 parameters: model.trainableParameterInfos,
                                                                 threshold: privacy.threshold)
             engine = try PrivateGradient(model: model, grouping: grouping, clipping: privacy.clipping)

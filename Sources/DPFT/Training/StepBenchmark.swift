@@ -17,9 +17,11 @@ public enum StepBenchmark {
 
     /// Builds a random model from `config`, then runs `warmup` untimed and `steps` timed steps.
     /// With `grouping`, each step is private: book-keeping clipping with that strategy (total
-    /// threshold 1), noise σ = 1 from the secure generator, division by the batch size.
+    /// threshold 1), noise σ = 1 from the secure generator, division by the batch size; the
+    /// strategy is looked up in `registry` and given `groupingOptions`.
     public static func run(config: ModelConfig, batchSize: Int, sequenceLength: Int, steps: Int,
                            warmup: Int = 1, lora: LoRAConfig? = nil, grouping: String? = nil,
+                           groupingOptions: GroupingOptions = [:], registry: GroupingRegistry = .builtIn,
                            clipping: ClippingFunction = .abadi) throws -> Result {
         let checkpoint = Checkpoint.initialized(config: config, seed: 1)
         let model = try Transformer(checkpoint: checkpoint, lora: lora, maxBatchSize: batchSize,
@@ -32,8 +34,8 @@ public enum StepBenchmark {
         let batch = TokenBatch(examples: examples, sequenceLength: sequenceLength)
         let optimizer = try Optimizer(kind: .sgd(), model: model)
         let engine = try grouping.map { name in
-            try PrivateGradient(model: model, grouping: GroupingRegistry.builtIn.resolve(
-                strategy: name, options: [:], parameters: model.trainableParameterInfos, threshold: 1),
+            try PrivateGradient(model: model, grouping: registry.resolve(
+                strategy: name, options: groupingOptions, parameters: model.trainableParameterInfos, threshold: 1),
                 clipping: clipping)
         }
         var noise = NoiseSource.secure()
