@@ -233,7 +233,9 @@ final class MixtureOfExperts {
         dx.update(repeating: 0, count: M * C)
         for (e, expert) in experts.enumerated() {
             let start = offsets[e], count = offsets[e + 1] - start
-            guard count > 0 else { continue }
+            // an expert without tokens still reports to the books (zero rows, norm 0) so that
+            // its group closes
+            guard count > 0 || books != nil else { continue }
             let segments = self.segments[e]
             // forward was: y = activation · w2ᵀ
             expert.down.backward(dinp: dactivation + start * I, dout: dy + start * C, doutStride: C,
