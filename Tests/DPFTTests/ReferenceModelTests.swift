@@ -148,3 +148,18 @@ import Testing
         }
     }
 }
+
+extension MixtureOfExpertsRoutingTests {
+    /// LoRA adapts the experts' w1/w2/w3 and the attention projections; the router is not a
+    /// LoRA target, and asking for it says so and lists the targets that exist.
+    @Test func routerIsNotALoRATarget() throws {
+        let config = try ReferenceModelTests.Reference("mixtral-full").checkpoint.config
+        #expect(config.adaptableModuleNames == ["q_proj", "k_proj", "v_proj", "o_proj", "w1", "w2", "w3"])
+        let error = LoRAError.unknownTarget("gate", available: config.adaptableModuleNames)
+        #expect(throws: error) { try config.adapterSpecs(for: LoRAConfig(rank: 2, alpha: 4, targets: ["w1", "gate"])) }
+        #expect(error.description.contains("w1, w2, w3") && error.description.contains("router"))
+        let specs = try config.adapterSpecs(for: LoRAConfig(rank: 2, alpha: 4, targets: ["w2"]))
+        #expect(specs.count == 2 * 4)
+        #expect(specs.first?.loraAName == "model.layers.0.block_sparse_moe.experts.0.w2.lora_A.weight")
+    }
+}
