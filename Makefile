@@ -5,7 +5,7 @@ SWIFT ?= swift
 RELEASE_BIN = .build/release/dpft
 DEMO_DIR = runs/demo
 
-.PHONY: deps build release test demo base-model smoke bench clean
+.PHONY: deps build release test demo base-model moe-base smoke bench clean
 
 deps:
 	@tools/install-deps.sh
@@ -35,6 +35,17 @@ base-model: release
 	$(RELEASE_BIN) recipe recipes/pretrain-base.json
 	$(RELEASE_BIN) export runs/pretrain/final.h5 --format hdf5 --output runs/pretrain/export
 	cp runs/pretrain/export/model.h5 checkpoints/base.h5
+
+# Rebuilds checkpoints/moe-base.h5, the small Mixtral-style base of recipes/moe-expert.json
+# (recipes/models/mixtral-base.json: 2 layers, d=128, 4 experts, top-2, tied embeddings), by
+# non-private pretraining on the same public text with the shipped tokenizer
+# (recipes/pretrain-moe.json; a few minutes on 2 cores).
+moe-base: release
+	@mkdir -p runs/pretrain-moe
+	$(RELEASE_BIN) init --config recipes/models/mixtral-base.json --tokenizer checkpoints/tokenizer.model --seed 1 --output runs/pretrain-moe/init.h5
+	$(RELEASE_BIN) recipe recipes/pretrain-moe.json
+	$(RELEASE_BIN) export runs/pretrain-moe/final.h5 --format hdf5 --output runs/pretrain-moe/export
+	cp runs/pretrain-moe/export/model.h5 checkpoints/moe-base.h5
 
 # The foundation's smoke test: init → export → import → tokenizer round trip → gemm bench.
 smoke: release

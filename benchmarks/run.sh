@@ -60,6 +60,21 @@ for lora in "" "--lora-rank 8"; do
         step_line "$style ($kind)" "$baseline" --private "$style" $lora
     done
 done
+
+echo
+echo "== mixture of experts (recipes/models/mixtral-reference.json: d=256, 4 layers, 4 experts top-2, vocab 8192, B=16, T=128)"
+moe=(--config recipes/models/mixtral-reference.json)
+for lora in "" "--lora-rank 8"; do
+    kind=${lora:+LoRA r=8}
+    kind=${kind:-full}
+    # shellcheck disable=SC2086
+    step_line "MoE non-private ($kind)" "" "${moe[@]}" $lora
+    baseline=$(cat "$scratch/last")
+    for style in all-layer layer-wise moe-expert; do
+        # shellcheck disable=SC2086
+        step_line "MoE $style ($kind)" "$baseline" --private "$style" "${moe[@]}" $lora
+    done
+done
 rm -rf "$scratch"
 
 echo

@@ -4,7 +4,8 @@ import Testing
 
 /// Book-keeping clipping against brute force: true per-example gradients (one backward per
 /// example), their group norms, clip factors and clipped sum. Bound: relative 1e-4
-/// (norms/factors element-wise, the clipped sum scale-relative).
+/// (norms/factors element-wise, the clipped sum scale-relative). The Mixtral cases add
+/// `moe-expert` (per-expert norms over gathered token segments, some of them empty).
 @Suite struct BookKeepingTests {
     /// Per-example gradients by brute force, keyed by tensor name: [example][flattened values].
     static func perExampleGradients(_ checkpoint: Checkpoint, batch: TokenBatch) throws -> (names: [String], gradients: [[String: [Float]]]) {
@@ -33,6 +34,9 @@ import Testing
             ("uniform", ["groups": 2]),
         ]
         if isLoRA { strategies += [("lora-only", [:]), ("lora-only", ["per": "block"])] }
+        if model.config.modelType == .mixtral {
+            strategies += [("moe-expert", [:]), ("moe-expert", ["router": "shared", "dense": "layer-wise"])]
+        }
         var result = try strategies.map { strategy, options in
             let grouping = try GroupingRegistry.builtIn.resolve(strategy: strategy, options: options,
                                                                 parameters: model.trainableParameterInfos, threshold: 1)
@@ -43,7 +47,7 @@ import Testing
         return result
     }
 
-    @Test(arguments: ReferenceModelTests.cases)
+    @Test(arguments: ReferenceModelTests.cases + ReferenceModelTests.moeCases)
     func bookKeepingEqualsBruteForce(name: String) throws {
         let reference = try ReferenceModelTests.Reference(name)
         let batch = reference.batch
@@ -220,5 +224,41 @@ import Testing
         }
         #expect(peaks["layer-wise"]! < peaks["all-layer"]!, "\(peaks)")
         #expect(peaks["all-layer"]! > 0)
+    }
+
+    /// Per-expert book-keeping on the Mixtral fixture: an example that routes no token to an
+    /// expert has norm 0 in that expert's group (clip factor 1 under abadi), an expert without
+    /// any token contributes nothing, and the per-expert books are freed as each group closes.
+    @Test(arguments: ReferenceModelTests.moeCases)
+    func expertGroupsSeeOnlyTheirTokens(name: String) throws {
+        let reference = try ReferenceModelTests.Reference(name)
+        let batch = reference.batch
+        let model = try Transformer(checkpoint: reference.checkpoint, maxBatchSize: batch.batchSize,
+                                    maxSequenceLength: batch.sequenceLength)
+        let grouping = try GroupingRegistry.builtIn.resolve(strategy: "moe-expert", options: [:],
+                                                            parameters: model.trainableParameterInfos, threshold: 1)
+        let engine = try PrivateGradient(model: model, grouping: grouping, clipping: .abadi)
+        model.zeroGradients()
+        try engine.accumulate(batch)
+        #expect(engine.bookBytesHeld == 0, "books are freed when their group closes")
+        var emptyPairs = 0
+        for (l, block) in model.blocks.enumerated() {
+            guard case .experts(let moe) = block.feedForward else { continue }
+            for e in 0..<moe.expertCount {
+                let k = try #require(grouping.groups.firstIndex { $0.name == "block.\(l).expert.\(e)" })
+                for i in 0..<batch.batchSize {
+                    // example 2 has no label tokens: no gradient anywhere
+                    let routed = moe.segments[e][i].count
+                    if routed == 0 || i == 2 {
+                        #expect(engine.perSampleNorms[i][k] == 0, "\(name): block \(l) expert \(e) example \(i)")
+                        #expect(engine.clipFactors[i][k] == 1)
+                        if routed == 0 { emptyPairs += 1 }
+                    } else {
+                        #expect(engine.perSampleNorms[i][k] > 0, "\(name): block \(l) expert \(e) example \(i)")
+                    }
+                }
+            }
+        }
+        #expect(emptyPairs > 0, "the fixture has examples that route no token to some expert")
     }
 }

@@ -67,7 +67,7 @@ struct FixedGrouping: GroupingStrategy {
     @Test func builtInsAreRegisteredOnceInOrder() {
         let registry = GroupingRegistry.builtIn
         #expect(registry.names == ["all-layer", "layer-wise", "param-wise", "per-block", "attn-mlp",
-                                   "lora-only", "uniform", "rules"])
+                                   "lora-only", "moe-expert", "uniform", "rules"])
         #expect(Set(registry.names).count == registry.names.count)
         #expect(registry.entries.allSatisfy { $0.origin == .builtIn && !$0.strategy.summary.isEmpty })
     }
@@ -598,5 +598,86 @@ struct FixedGrouping: GroupingStrategy {
         #expect(decoded.groupIndex(of: "y") == 1)
         grouping.groups.swapAt(0, 1)
         #expect(grouping.groupIndex(of: "z") == 0 && grouping.groupIndex(of: "x") == 1)
+    }
+}
+
+/// `moe-expert`: the groups its documentation promises, on the small Mixtral (2 layers,
+/// 3 experts), full and LoRA, with its options; bad options and non-MoE models are clear errors.
+@Suite struct MixtureOfExpertsGroupingTests {
+    typealias F = GroupingFixtures
+
+    static func names(_ grouping: Grouping) -> [String: [String]] {
+        Dictionary(uniqueKeysWithValues: grouping.groups.map { ($0.name, $0.parameters) })
+    }
+
+    @Test func fullModelGroupsPerExpertRouterAndBlock() throws {
+        let grouping = try F.resolve("moe-expert", try F.parameters(F.mixtral, lora: false))
+        var expected: [(String, [String])] = [("embeddings", ["model.embed_tokens.weight"])]
+        for l in 0..<2 {
+            let p = "model.layers.\(l)."
+            expected.append(("block.\(l)", [p + "input_layernorm.weight", p + "self_attn.q_proj.weight",
+                                             p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight",
+                                             p + "self_attn.o_proj.weight", p + "post_attention_layernorm.weight"]))
+            expected.append(("block.\(l).router", [p + "block_sparse_moe.gate.weight"]))
+            for e in 0..<3 {
+                expected.append(("block.\(l).expert.\(e)", ["w1", "w2", "w3"].map { p + "block_sparse_moe.experts.\(e).\($0).weight" }))
+            }
+        }
+        expected.append(("head", ["model.norm.weight", "lm_head.weight"]))
+        #expect(grouping.groups.map(\.name) == expected.map(\.0))
+        #expect(grouping.groups.map(\.parameters) == expected.map(\.1))
+        #expect(grouping.strategy == "moe-expert")
+        let K = Double(expected.count)
+        #expect(grouping.groups.allSatisfy { abs($0.threshold - 1 / K.squareRoot()) < 1e-12 })
+    }
+
+    @Test func loraOnExpertsGroupsTheAdaptersWithTheirExpert() throws {
+        // LoRA on q_proj, v_proj and w2
+        let grouping = try F.resolve("moe-expert", try F.parameters(F.mixtral, lora: true))
+        let groups = Self.names(grouping)
+        let m = "model.layers.1.block_sparse_moe.experts.2.w2"
+        #expect(groups["block.1.expert.2"] == [m + ".lora_A.weight", m + ".lora_B.weight"])
+        let q = "model.layers.0.self_attn.q_proj", v = "model.layers.0.self_attn.v_proj"
+        #expect(groups["block.0"] == [q + ".lora_A.weight", q + ".lora_B.weight", v + ".lora_A.weight", v + ".lora_B.weight"])
+        #expect(groups["block.0.router"] == nil, "the router is frozen under LoRA")
+        #expect(grouping.groups.count == 2 + 2 * 3)
+    }
+
+    @Test func optionsChooseRouterAndDenseGrouping() throws {
+        let parameters = try F.parameters(F.mixtral, lora: false)
+        let shared = Self.names(try F.resolve("moe-expert", ["router": "shared", "dense": "all-layer"], parameters))
+        #expect(shared["routers"] == ["model.layers.0.block_sparse_moe.gate.weight", "model.layers.1.block_sparse_moe.gate.weight"])
+        #expect(shared["dense"]?.count == 1 + 2 * 6 + 2)
+        #expect(shared.count == 1 + 1 + 2 * 3)
+        let layerWise = Self.names(try F.resolve("moe-expert", ["dense": "layer-wise"], parameters))
+        #expect(layerWise["model.layers.0.self_attn.q_proj"] == ["model.layers.0.self_attn.q_proj.weight"])
+        #expect(layerWise["block.0.expert.1"]?.count == 3)
+        let attnMLP = Self.names(try F.resolve("moe-expert", ["dense": "attn-mlp"], parameters))
+        #expect(Set(attnMLP.keys) == Set(["attention", "other", "block.0.router", "block.1.router"]
+            + (0..<2).flatMap { l in (0..<3).map { "block.\(l).expert.\($0)" } }))
+    }
+
+    @Test func badOptionsAndDenseModelsAreClearErrors() throws {
+        let parameters = try F.parameters(F.mixtral, lora: false)
+        do {
+            _ = try F.resolve("moe-expert", ["dense": "per-layer"], parameters)
+            Issue.record("a bad sub-strategy was accepted")
+        } catch let error as GroupingError {
+            guard case .invalidOption(let strategy, let option, let value, let expected) = error else {
+                Issue.record("unexpected error \(error)")
+                return
+            }
+            #expect(strategy == "moe-expert" && option == "dense" && value == "\"per-layer\"")
+            for name in MixtureOfExpertsGrouping.denseStrategies { #expect(expected.contains(name)) }
+            #expect(error.description.contains("per-layer"))
+        }
+        #expect(throws: GroupingError.unknownOption(strategy: "moe-expert", option: "experts",
+                                                   allowed: ["dense", "router", "allocation", "thresholds"])) {
+            try F.resolve("moe-expert", ["experts": "all"], parameters)
+        }
+        #expect(throws: GroupingError.noExperts(strategy: "moe-expert")) {
+            try F.resolve("moe-expert", try F.parameters(F.llama, lora: false))
+        }
+        #expect(GroupingError.noExperts(strategy: "moe-expert").description.contains("pick another strategy"))
     }
 }

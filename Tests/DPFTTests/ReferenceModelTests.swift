@@ -3,13 +3,17 @@ import Testing
 @testable import DPFT
 
 /// Forward and backward against PyTorch/transformers (+ PEFT) on tiny random models:
-/// fixtures from tools/make_forward_backward_fixtures.py. A padded batch of mixed lengths with
+/// fixtures from tools/make_forward_backward_fixtures.py (gpt2, llama) and
+/// tools/make_moe_fixtures.py (mixtral: MixtralForCausalLM, full and LoRA on attention and every
+/// expert's w1/w2/w3; in layer 1 expert 3 receives no token). A padded batch of mixed lengths with
 /// masked labels and one example without label tokens.
 ///
 /// Error measure, per tensor: max |dpft − reference| / max |reference| (scale-relative, so
 /// near-zero entries do not dominate). Bounds: logits and losses 1e-4, gradients 1e-3.
 @Suite struct ReferenceModelTests {
     static let cases = ["gpt2-full", "gpt2-lora", "llama-gqa-full", "llama-gqa-lora", "llama-tied-full"]
+    /// Mixtral (sparse mixture of experts) cases.
+    static let moeCases = ["mixtral-full", "mixtral-lora"]
 
     struct Reference {
         let file: HDF5File
@@ -50,7 +54,7 @@ import Testing
         return worst / max(scale, 1e-12)
     }
 
-    @Test(arguments: cases)
+    @Test(arguments: cases + moeCases)
     func forwardAndBackwardMatchPyTorch(name: String) throws {
         let reference = try Reference(name)
         let batch = reference.batch
@@ -115,5 +119,47 @@ import Testing
         model.backward()
         let after = Array(UnsafeBufferPointer(start: model.gradients.storage.base, count: model.gradients.count))
         #expect(Self.scaleRelative(after, before) < 1e-5)
+    }
+}
+
+/// The Mixtral fixture's forced empty expert (layer 1, expert 3: its router row sits below every
+/// other expert's logit for every real token): dpft routes no token to it, and its weights get
+/// exactly zero gradient while the other experts' do not.
+@Suite struct MixtureOfExpertsRoutingTests {
+    @Test func anExpertWithoutTokensGetsNoGradient() throws {
+        let reference = try ReferenceModelTests.Reference("mixtral-full")
+        let batch = reference.batch
+        let model = try Transformer(checkpoint: reference.checkpoint, maxBatchSize: batch.batchSize,
+                                    maxSequenceLength: batch.sequenceLength)
+        try model.forward(batch)
+        guard case .experts(let moe) = model.blocks[1].feedForward else {
+            Issue.record("layer 1 is not a mixture of experts")
+            return
+        }
+        #expect(moe.routedCount(expert: 3) == 0)
+        let realTokens = batch.lengths.reduce(0, +)
+        #expect((0..<4).map { moe.routedCount(expert: $0) }.reduce(0, +) == realTokens * 2, "top-2: two rows per real token")
+        model.backward()
+        for w in ["w1", "w2", "w3"] {
+            let empty = model.gradients["model.layers.1.block_sparse_moe.experts.3.\(w).weight"]!.values
+            #expect(empty.allSatisfy { $0 == 0 }, "\(w) of the empty expert")
+            let used = model.gradients["model.layers.1.block_sparse_moe.experts.0.\(w).weight"]!.values
+            #expect(used.contains { $0 != 0 }, "\(w) of a used expert")
+        }
+    }
+}
+
+extension MixtureOfExpertsRoutingTests {
+    /// LoRA adapts the experts' w1/w2/w3 and the attention projections; the router is not a
+    /// LoRA target, and asking for it says so and lists the targets that exist.
+    @Test func routerIsNotALoRATarget() throws {
+        let config = try ReferenceModelTests.Reference("mixtral-full").checkpoint.config
+        #expect(config.adaptableModuleNames == ["q_proj", "k_proj", "v_proj", "o_proj", "w1", "w2", "w3"])
+        let error = LoRAError.unknownTarget("gate", available: config.adaptableModuleNames)
+        #expect(throws: error) { try config.adapterSpecs(for: LoRAConfig(rank: 2, alpha: 4, targets: ["w1", "gate"])) }
+        #expect(error.description.contains("w1, w2, w3") && error.description.contains("router"))
+        let specs = try config.adapterSpecs(for: LoRAConfig(rank: 2, alpha: 4, targets: ["w2"]))
+        #expect(specs.count == 2 * 4)
+        #expect(specs.first?.loraAName == "model.layers.0.block_sparse_moe.experts.0.w2.lora_A.weight")
     }
 }

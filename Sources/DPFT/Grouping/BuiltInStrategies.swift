@@ -5,7 +5,8 @@ enum BuiltInGrouping {
     /// In the order `dpft plugins list` shows them.
     static let strategies: [any GroupingStrategy] = [
         AllLayerGrouping(), LayerWiseGrouping(), ParamWiseGrouping(), PerBlockGrouping(),
-        AttentionMLPGrouping(), LoRAOnlyGrouping(), UniformBlocksGrouping(), RuleFileGrouping(),
+        AttentionMLPGrouping(), LoRAOnlyGrouping(), MixtureOfExpertsGrouping(), UniformBlocksGrouping(),
+        RuleFileGrouping(),
     ]
 
     /// Groups tensors by `key`, groups in order of first appearance.
@@ -112,6 +113,64 @@ public struct LoRAOnlyGrouping: GroupingStrategy {
         case "block": return BuiltInGrouping.groups(parameters, by: BuiltInGrouping.blockGroupName)
         default: return BuiltInGrouping.groups(parameters, by: \.module)
         }
+    }
+}
+
+/// For mixture-of-experts (Mixtral) models: per-expert clipping.
+///
+/// - one group per (layer, expert), named `block.<l>.expert.<e>`: the expert's w1, w2 and w3
+///   and any LoRA A/B on them. An expert only sees the tokens routed to it, so its per-example
+///   norm is small for examples that barely use it (0 for one that does not) and a group per
+///   expert keeps a heavily used expert from crowding out the others' signal.
+/// - the routers, option `router`: `per-layer` (default) gives one group `block.<l>.router`
+///   per layer; `shared` puts every layer's router into one group `routers`. The router is an
+///   ordinary linear over all tokens.
+/// - every other trainable tensor (embeddings, attention, norms, head: the dense parts) is
+///   grouped by the strategy named in option `dense` (default `per-block`: `embeddings`,
+///   `block.<l>` for a block's attention and norms, `head`); `all-layer` names its single
+///   group `dense`.
+///
+/// Every group of an expert closes as soon as the backward pass has visited that expert's three
+/// matrices, so its books are freed at once. A model without trainable expert or router tensors
+/// is an error (pick a dense strategy instead).
+public struct MixtureOfExpertsGrouping: GroupingStrategy {
+    public init() {}
+    public let name = "moe-expert"
+    public let summary = "MoE: one group per (layer, expert) with its w1/w2/w3 (+LoRA), routers per layer or shared, dense parts by a sub-strategy"
+    /// The strategies the dense parts can be grouped by (option `dense`).
+    public static let denseStrategies = ["per-block", "all-layer", "layer-wise", "param-wise", "attn-mlp"]
+    public let options = [
+        GroupingOptionSpec(name: "dense", type: .choice(MixtureOfExpertsGrouping.denseStrategies),
+                           defaultValue: "per-block",
+                           description: "how the non-expert, non-router tensors (embeddings, attention, norms, head) are grouped"),
+        GroupingOptionSpec(name: "router", type: .choice(["per-layer", "shared"]), defaultValue: "per-layer",
+                           description: "one group per layer's router (block.<l>.router), or all routers in one group (routers)"),
+    ]
+    public func groups(for parameters: [ParameterInfo], options: GroupingOptions) throws -> [GroupDraft] {
+        let dense = try options.choice("dense", among: Self.denseStrategies, default: "per-block")
+        let router = try options.choice("router", among: ["per-layer", "shared"], default: "per-layer")
+        guard parameters.contains(where: { $0.role == .expert || $0.role == .router }) else {
+            throw GroupingError.noExperts(strategy: name)
+        }
+        var drafts = BuiltInGrouping.groups(parameters.filter { $0.role == .expert || $0.role == .router }) { parameter in
+            let block = parameter.block.map(String.init) ?? "?"
+            if parameter.role == .router { return router == "shared" ? "routers" : "block.\(block).router" }
+            return "block.\(block).expert.\(parameter.expert.map(String.init) ?? "?")"
+        }
+        let denseParameters = parameters.filter { $0.role != .expert && $0.role != .router }
+        guard !denseParameters.isEmpty else { return drafts }
+        let strategy: any GroupingStrategy
+        switch dense {
+        case "all-layer": strategy = AllLayerGrouping()
+        case "layer-wise": strategy = LayerWiseGrouping()
+        case "param-wise": strategy = ParamWiseGrouping()
+        case "attn-mlp": strategy = AttentionMLPGrouping()
+        default: strategy = PerBlockGrouping()
+        }
+        var denseDrafts = try strategy.groups(for: denseParameters, options: GroupingOptions())
+        if dense == "all-layer" { denseDrafts = denseDrafts.map { GroupDraft(name: "dense", parameters: $0.parameters) } }
+        drafts += denseDrafts
+        return drafts
     }
 }
 

@@ -27,6 +27,7 @@ public enum GroupingError: Error, CustomStringConvertible, Equatable {
 
     // Built-in strategies
     case notLoRA(String)
+    case noExperts(strategy: String)
     case tooManyGroups(requested: Int, blocks: Int)
 
     // Thresholds
@@ -80,6 +81,8 @@ public enum GroupingError: Error, CustomStringConvertible, Equatable {
             return "trainable tensor `\(name)` is in no group; each tensor belongs to exactly one group."
         case .notLoRA(let name):
             return "strategy `lora-only` needs only LoRA tensors trainable, but `\(name)` is trainable; train only the adapters or pick another strategy."
+        case .noExperts(let strategy):
+            return "strategy `\(strategy)` groups the experts and routers of a mixture-of-experts model, but no expert or router tensor is trainable; train the experts (full, or LoRA on w1/w2/w3) or pick another strategy."
         case .tooManyGroups(let requested, let blocks):
             return "strategy `uniform` was asked for \(requested) groups but the trainable tensors span only \(blocks) blocks; use at most \(blocks)."
         case .invalidTotalThreshold(let value):

@@ -32,7 +32,7 @@ public struct GroupingRegistry: Sendable {
     public init() {}
 
     /// Every built-in strategy: all-layer, layer-wise, param-wise, per-block, attn-mlp,
-    /// lora-only, uniform and rules.
+    /// lora-only, moe-expert, uniform and rules.
     public static var builtIn: GroupingRegistry {
         var registry = GroupingRegistry()
         registry.entries = BuiltInGrouping.strategies.map { Entry(strategy: $0, origin: .builtIn) }

@@ -46,7 +46,10 @@ public enum LoRAError: Error, CustomStringConvertible, Equatable {
         case .invalidRank(let rank):
             return "LoRA rank \(rank) is invalid; use a positive rank (e.g. 8)."
         case .unknownTarget(let target, let available):
+            let router = target == "gate" && available.contains("w1")
+                ? " A mixture-of-experts router (`block_sparse_moe.gate`) takes no LoRA: train it in full or leave it frozen." : ""
             return "LoRA target \"\(target)\" matches no linear module of this model; available: \(available.joined(separator: ", "))."
+                + router
         case .missingAdapter(let name):
             return "the checkpoint's adapters lack `\(name)`."
         case .badAdapterConfig(let reason):

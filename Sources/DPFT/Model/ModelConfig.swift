@@ -186,7 +186,29 @@ public struct ModelConfig: Sendable, Equatable {
             resolved.merge(values) { _, new in new }
         }
         let text = try JSONSerialization.data(withJSONObject: resolved, options: [.sortedKeys, .prettyPrinted])
-        json = String(decoding: text, as: UTF8.self)
+        json = Self.restoringFloatLiterals(String(decoding: text, as: UTF8.self))
+    }
+
+    /// HF config keys whose values transformers types as float. JSONSerialization writes a
+    /// whole-number Double without its fraction (`0.0` → `0`), and transformers 5 rejects an
+    /// int for some of them (MixtralConfig's `router_jitter_noise`), so these get it back.
+    static let floatKeys = ["router_jitter_noise", "router_aux_loss_coef", "attention_dropout", "initializer_range",
+                            "rope_theta", "rms_norm_eps", "layer_norm_epsilon", "embd_pdrop", "attn_pdrop",
+                            "resid_pdrop", "summary_first_dropout"]
+
+    /// `"key" : 0` → `"key" : 0.0` for the float-typed keys (one key per line, as pretty-printed).
+    static func restoringFloatLiterals(_ text: String) -> String {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+            let trimmed = line.drop { $0 == " " }
+            guard let key = floatKeys.first(where: { trimmed.hasPrefix("\"\($0)\" : ") }) else { return String(line) }
+            let valueStart = line.index(line.startIndex, offsetBy: line.count - trimmed.count + key.count + 5)
+            var value = line[valueStart...]
+            let comma = value.hasSuffix(",")
+            if comma { value = value.dropLast() }
+            guard !value.isEmpty, value.allSatisfy({ $0.isNumber || $0 == "-" }) else { return String(line) }
+            return line[..<valueStart] + value + ".0" + (comma ? "," : "")
+        }
+        return lines.joined(separator: "\n")
     }
 }
 

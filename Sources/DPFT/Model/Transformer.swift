@@ -86,9 +86,14 @@ struct LinearModule {
 
     /// Input gradient always; weight gradients directly, or through `books` (DP: the
     /// book-keeper forms the clipped sums instead).
+    ///
+    /// `segments`: the rows are a compact gathered buffer (an MoE expert's tokens) whose
+    /// per-example rows are these segments, instead of the model's [B, T] layout.
+    /// `secure: false` leaves securing the books to the caller (whose scratch is not reused
+    /// until it secures them).
     func backward(dinp: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>, doutStride: Int,
                   inp: UnsafePointer<Float>, rows: Int, scratch: UnsafeMutablePointer<Float>,
-                  books: BookKeeper?) {
+                  books: BookKeeper?, segments: [BookKeeper.Segment]? = nil, secure: Bool = true) {
         let source = dout + outColumn
         linearBackward(dinp: dinp, dweight: books == nil ? weightGradient : nil,
                        dbias: books == nil ? biasGradient : nil, dout: source,
@@ -102,6 +107,26 @@ struct LinearModule {
                          inFeatures: inFeatures, outFeatures: outFeatures, rank: lora.rank)
         }
         guard let books else { return }
+        if let segments {
+            precondition(biasTensor == nil && !isTiedHead, "gathered rows carry plain linear weights only")
+            if let weightTensor {
+                books.outerProduct(tensor: weightTensor, e: source, eStride: doutStride, a: inp, aStride: inFeatures,
+                                   inFeatures: inFeatures, outFeatures: outFeatures, segments: segments, rows: rows)
+            }
+            if let lora {
+                if let bTensor = lora.bTensor {
+                    books.outerProduct(tensor: bTensor, e: source, eStride: doutStride, a: lora.hidden, aStride: lora.rank,
+                                       inFeatures: lora.rank, outFeatures: outFeatures, scale: lora.scale,
+                                       segments: segments, rows: rows)
+                }
+                if let aTensor = lora.aTensor {
+                    books.outerProduct(tensor: aTensor, e: scratch, eStride: lora.rank, a: inp, aStride: inFeatures,
+                                       inFeatures: inFeatures, outFeatures: lora.rank, segments: segments, rows: rows)
+                }
+            }
+            if secure { books.secure() }
+            return
+        }
         if let weightTensor {
             books.outerProduct(tensor: weightTensor, e: source, eStride: doutStride, a: inp, aStride: inFeatures,
                                inFeatures: inFeatures, outFeatures: outFeatures,
@@ -122,7 +147,7 @@ struct LinearModule {
                                    inFeatures: inFeatures, outFeatures: lora.rank)
             }
         }
-        books.secure()
+        if secure { books.secure() }
     }
 }
 
@@ -136,14 +161,23 @@ struct NormParameters {
     var biasTensor: Int?
 }
 
+/// A block's feed-forward part, per model family.
+enum FeedForward {
+    /// gpt2: c_proj(gelu(c_fc x)).
+    case gelu(fc: LinearModule, projection: LinearModule)
+    /// llama: down_proj(silu(gate_proj x) ⊙ up_proj x).
+    case swiglu(gate: LinearModule, up: LinearModule, down: LinearModule)
+    /// mixtral: a sparse mixture of SwiGLU experts with a top-k router.
+    case experts(MixtureOfExperts)
+}
+
 /// One transformer block: its parameters and the activations saved for backward.
 struct Block {
     var norm1: NormParameters
-    var qkv: [LinearModule]              // gpt2: [c_attn]; llama: [q, k, v]
+    var qkv: [LinearModule]              // gpt2: [c_attn]; llama/mixtral: [q, k, v]
     var attentionOutput: LinearModule    // c_proj / o_proj
     var norm2: NormParameters
-    var mlpIn: [LinearModule]            // gpt2: [c_fc]; llama: [gate, up]
-    var mlpOut: LinearModule             // c_proj / down_proj
+    var feedForward: FeedForward
 
     // activations, sized for the largest batch
     var input: UnsafeMutablePointer<Float>        // [N, C] residual stream into the block
@@ -157,12 +191,12 @@ struct Block {
     var norm2Out: UnsafeMutablePointer<Float>     // [N, C]
     var norm2Mean: UnsafeMutablePointer<Float>    // [N]
     var norm2Rstd: UnsafeMutablePointer<Float>    // [N]
-    var mlpHidden: UnsafeMutablePointer<Float>    // [N, I] gpt2: c_fc out; llama: gate out
-    var mlpHidden2: UnsafeMutablePointer<Float>   // [N, I] gpt2: gelu out; llama: up out
-    var mlpActivation: UnsafeMutablePointer<Float> // [N, I] llama: silu(gate)·up (gpt2: unused)
+    var mlpHidden: UnsafeMutablePointer<Float>    // [N, I] gpt2: c_fc out; llama: gate out (mixtral: unused)
+    var mlpHidden2: UnsafeMutablePointer<Float>   // [N, I] gpt2: gelu out; llama: up out (mixtral: unused)
+    var mlpActivation: UnsafeMutablePointer<Float> // [N, I] llama: silu(gate)·up (gpt2, mixtral: unused)
 }
 
-/// A decoder-only transformer (GPT-2 or Llama family, optional LoRA) with hand-written
+/// A decoder-only transformer (GPT-2, Llama or Mixtral family, optional LoRA) with hand-written
 /// forward and backward passes (DESIGN.md §2).
 ///
 /// Parameters live in one allocation, gradients in another; activations are allocated once
@@ -219,6 +253,7 @@ public final class Transformer {
     private let mlpGradient2: UnsafeMutablePointer<Float>      // [N, I]
     private let mlpGradient3: UnsafeMutablePointer<Float>      // [N, I]
     private let loraScratch: UnsafeMutablePointer<Float>       // [N, R]
+    private let expertScratch: MixtureOfExperts.Scratch?       // mixtral only
 
     private var current: (batch: Int, sequence: Int) = (0, 0)
     private var currentLengths: [Int] = []
@@ -332,12 +367,27 @@ public final class Transformer {
                            weightTensor: tensor(module + ".weight"), biasTensor: hasBias ? tensor(module + ".bias") : nil)
         }
 
-        let isGPT2 = config.modelType == .gpt2
-        if config.modelType == .mixtral {
-            throw ModelError.unsupported("mixtral forward/backward arrives with the MoE issue; gpt2 and llama are supported")
-        }
+        let isGPT2 = config.modelType == .gpt2, isMixtral = config.modelType == .mixtral
         for l in 0..<config.layerCount {
             let p = isGPT2 ? "transformer.h.\(l)." : "model.layers.\(l)."
+            let feedForward: FeedForward
+            switch config.modelType {
+            case .gpt2:
+                feedForward = .gelu(fc: linear(p + "mlp.c_fc", hasBias: true), projection: linear(p + "mlp.c_proj", hasBias: true))
+            case .llama:
+                feedForward = .swiglu(gate: linear(p + "mlp.gate_proj", hasBias: false), up: linear(p + "mlp.up_proj", hasBias: false),
+                                      down: linear(p + "mlp.down_proj", hasBias: false))
+            case .mixtral:
+                let m = p + "block_sparse_moe."
+                let experts = (0..<config.expertCount).map { e in
+                    MixtureOfExperts.Expert(gate: linear(m + "experts.\(e).w1", hasBias: false),
+                                            down: linear(m + "experts.\(e).w2", hasBias: false),
+                                            up: linear(m + "experts.\(e).w3", hasBias: false))
+                }
+                feedForward = .experts(MixtureOfExperts(router: linear(m + "gate", hasBias: false), experts: experts,
+                                                        expertsPerToken: config.expertsPerToken, loraRank: R,
+                                                        maxRows: N, buffer: buffer))
+            }
             let block = Block(
                 norm1: norm(p + (isGPT2 ? "ln_1" : "input_layernorm"), hasBias: isGPT2),
                 qkv: isGPT2 ? [linear(p + "attn.c_attn", hasBias: true)]
@@ -346,14 +396,12 @@ public final class Transformer {
                        linear(p + "self_attn.v_proj", hasBias: false, outColumn: (H + KV) * D)],
                 attentionOutput: linear(p + (isGPT2 ? "attn.c_proj" : "self_attn.o_proj"), hasBias: isGPT2),
                 norm2: norm(p + (isGPT2 ? "ln_2" : "post_attention_layernorm"), hasBias: isGPT2),
-                mlpIn: isGPT2 ? [linear(p + "mlp.c_fc", hasBias: true)]
-                    : [linear(p + "mlp.gate_proj", hasBias: false), linear(p + "mlp.up_proj", hasBias: false)],
-                mlpOut: linear(p + (isGPT2 ? "mlp.c_proj" : "mlp.down_proj"), hasBias: isGPT2),
+                feedForward: feedForward,
                 input: buffer(N * C), norm1Out: buffer(N * C), norm1Mean: buffer(N), norm1Rstd: buffer(N),
                 qkvOut: buffer(N * W), probs: buffer(maxBatchSize * H * maxSequenceLength * maxSequenceLength),
                 attention: buffer(N * H * D), middle: buffer(N * C), norm2Out: buffer(N * C),
-                norm2Mean: buffer(N), norm2Rstd: buffer(N), mlpHidden: buffer(N * I), mlpHidden2: buffer(N * I),
-                mlpActivation: isGPT2 ? buffer(0) : buffer(N * I))
+                norm2Mean: buffer(N), norm2Rstd: buffer(N), mlpHidden: buffer(isMixtral ? 0 : N * I),
+                mlpHidden2: buffer(isMixtral ? 0 : N * I), mlpActivation: buffer(isGPT2 || isMixtral ? 0 : N * I))
             blocks.append(block)
         }
         let embeddingName = config.embeddingName
@@ -388,10 +436,12 @@ public final class Transformer {
         qkvGradient = buffer(N * W)
         attentionGradient = buffer(N * H * D)
         probsGradient = buffer(maxBatchSize * H * maxSequenceLength * maxSequenceLength)
-        mlpGradient = buffer(N * I)
-        mlpGradient2 = buffer(N * I)
-        mlpGradient3 = buffer(N * I)
+        mlpGradient = buffer(isMixtral ? 0 : N * I)
+        mlpGradient2 = buffer(isMixtral ? 0 : N * I)
+        mlpGradient3 = buffer(isMixtral ? 0 : N * I)
         loraScratch = buffer(max(N * R, 1))
+        expertScratch = isMixtral ? MixtureOfExperts.Scratch(maxRows: N, channels: C, inner: I, experts: config.expertCount,
+                                                              perToken: config.expertsPerToken, loraRank: R) : nil
         self.storages = storages
     }
 
@@ -486,15 +536,19 @@ public final class Transformer {
         add(block.middle, block.input, count: N * C)
         normForward(block.norm2, out: block.norm2Out, mean: block.norm2Mean, rstd: block.norm2Rstd,
                     inp: block.middle, rows: N)
-        if config.modelType == .gpt2 {
-            block.mlpIn[0].forward(out: block.mlpHidden, outStride: I, inp: block.norm2Out, rows: N)
+        switch block.feedForward {
+        case .gelu(let fc, let projection):
+            fc.forward(out: block.mlpHidden, outStride: I, inp: block.norm2Out, rows: N)
             geluForward(out: block.mlpHidden2, inp: block.mlpHidden, count: N * I)
-            block.mlpOut.forward(out: output, outStride: C, inp: block.mlpHidden2, rows: N)
-        } else {
-            block.mlpIn[0].forward(out: block.mlpHidden, outStride: I, inp: block.norm2Out, rows: N)
-            block.mlpIn[1].forward(out: block.mlpHidden2, outStride: I, inp: block.norm2Out, rows: N)
+            projection.forward(out: output, outStride: C, inp: block.mlpHidden2, rows: N)
+        case .swiglu(let gate, let up, let down):
+            gate.forward(out: block.mlpHidden, outStride: I, inp: block.norm2Out, rows: N)
+            up.forward(out: block.mlpHidden2, outStride: I, inp: block.norm2Out, rows: N)
             swigluForward(out: block.mlpActivation, gate: block.mlpHidden, up: block.mlpHidden2, count: N * I)
-            block.mlpOut.forward(out: output, outStride: C, inp: block.mlpActivation, rows: N)
+            down.forward(out: output, outStride: C, inp: block.mlpActivation, rows: N)
+        case .experts(let moe):
+            moe.forward(out: output, inp: block.norm2Out, batch: current.batch, sequence: current.sequence,
+                        lengths: currentLengths)
         }
         add(output, block.middle, count: N * C)
     }
@@ -562,21 +616,25 @@ public final class Transformer {
         let shape = attentionShape, W = shape.qkvWidth, HD = shape.outWidth
         let dresidual = residualGradient
         // forward was: output = middle + mlpOut(mlp(norm2(middle)))
-        if config.modelType == .gpt2 {
+        switch block.feedForward {
+        case .gelu(let fc, let projection):
             zero(mlpGradient, N * I)
-            block.mlpOut.backward(dinp: mlpGradient, dout: dresidual, doutStride: C, inp: block.mlpHidden2, rows: N, scratch: loraScratch, books: bookKeeper)
+            projection.backward(dinp: mlpGradient, dout: dresidual, doutStride: C, inp: block.mlpHidden2, rows: N, scratch: loraScratch, books: bookKeeper)
             zero(mlpGradient2, N * I)
             geluBackward(dinp: mlpGradient2, dout: mlpGradient, inp: block.mlpHidden, count: N * I)
             zero(normGradient, N * C)
-            block.mlpIn[0].backward(dinp: normGradient, dout: mlpGradient2, doutStride: I, inp: block.norm2Out, rows: N, scratch: loraScratch, books: bookKeeper)
-        } else {
+            fc.backward(dinp: normGradient, dout: mlpGradient2, doutStride: I, inp: block.norm2Out, rows: N, scratch: loraScratch, books: bookKeeper)
+        case .swiglu(let gate, let up, let down):
             zero(mlpGradient, N * I)
-            block.mlpOut.backward(dinp: mlpGradient, dout: dresidual, doutStride: C, inp: block.mlpActivation, rows: N, scratch: loraScratch, books: bookKeeper)
+            down.backward(dinp: mlpGradient, dout: dresidual, doutStride: C, inp: block.mlpActivation, rows: N, scratch: loraScratch, books: bookKeeper)
             swigluBackward(dgate: mlpGradient2, dup: mlpGradient3, dout: mlpGradient, gate: block.mlpHidden,
                            up: block.mlpHidden2, count: N * I)
             zero(normGradient, N * C)
-            block.mlpIn[0].backward(dinp: normGradient, dout: mlpGradient2, doutStride: I, inp: block.norm2Out, rows: N, scratch: loraScratch, books: bookKeeper)
-            block.mlpIn[1].backward(dinp: normGradient, dout: mlpGradient3, doutStride: I, inp: block.norm2Out, rows: N, scratch: loraScratch, books: bookKeeper)
+            gate.backward(dinp: normGradient, dout: mlpGradient2, doutStride: I, inp: block.norm2Out, rows: N, scratch: loraScratch, books: bookKeeper)
+            up.backward(dinp: normGradient, dout: mlpGradient3, doutStride: I, inp: block.norm2Out, rows: N, scratch: loraScratch, books: bookKeeper)
+        case .experts(let moe):
+            zero(normGradient, N * C)
+            moe.backward(dinp: normGradient, dout: dresidual, inp: block.norm2Out, scratch: expertScratch!, books: bookKeeper)
         }
         normBackward(block.norm2, dinp: dresidual, dout: normGradient, inp: block.middle,
                      mean: block.norm2Mean, rstd: block.norm2Rstd, rows: N)

@@ -42,11 +42,21 @@ public enum ClippingFunction: Sendable, Equatable, Codable {
 /// frees the books. Groups that close early (layer-wise, per-block) hold few books; all-layer
 /// holds them all until the end of the backward pass.
 final class BookKeeper {
+    /// The rows of one example inside a compact gathered buffer (an MoE expert's tokens):
+    /// `count` rows from row `start`. An example with no rows there has count 0.
+    struct Segment: Equatable, Sendable {
+        var start: Int
+        var count: Int
+    }
+
     /// One deferred clipped-sum job.
     private enum Book {
         /// target += scale · Σ_i C_i e_iᵀ a_i (a linear weight, LoRA A or B, a head).
         case outerProduct(e: UnsafePointer<Float>, eStride: Int, a: UnsafePointer<Float>, aStride: Int,
                           inFeatures: Int, outFeatures: Int, scale: Float)
+        /// The same over `rows` gathered rows whose example i owns `segments[i]` (MoE experts).
+        case segmentedOuterProduct(e: UnsafePointer<Float>, eStride: Int, a: UnsafePointer<Float>, aStride: Int,
+                                   inFeatures: Int, outFeatures: Int, scale: Float, segments: [Segment], rows: Int)
         /// target += Σ_i C_i Σ_t e_it (a bias, a LayerNorm bias).
         case rowSum(e: UnsafePointer<Float>, eStride: Int, width: Int)
         /// target += Σ_i C_i g_i with per-example gradients g [B, width] (norm weights).
@@ -98,6 +108,11 @@ final class BookKeeper {
     /// their input, so their ghost norms share these.
     private var grams = TensorStorage(count: 0)
     private var gramsSource: (pointer: UnsafePointer<Float>, stride: Int, width: Int)?
+    /// The same for gathered rows (an expert's w1 and w3 share their input): per-example Gram
+    /// matrices of the segments, made on first use (`segmentGramOffsets[i]` < 0 = not yet).
+    private var segmentGrams = TensorStorage(count: 0)
+    private var segmentGramsSource: (pointer: UnsafePointer<Float>, stride: Int, width: Int, segments: [Segment])?
+    private var segmentGramOffsets: [Int] = []
 
     var groupCount: Int { thresholds.count }
 
@@ -128,6 +143,7 @@ final class BookKeeper {
         clipFactors = [Double](repeating: 0, count: batchSize * groupCount)
         headBooks = [:]
         gramsSource = nil
+        segmentGramsSource = nil
     }
 
     /// Fills `grams` with a_i a_iᵀ (L_i × L_i, packed one after another) unless cached.
@@ -199,6 +215,65 @@ final class BookKeeper {
             .outerProduct(e: e, eStride: stride, a: a, aStride: aStride, inFeatures: inFeatures,
                           outFeatures: outFeatures, scale: scale)
         }
+    }
+
+    /// A weight-like contribution over gathered rows (an MoE expert's weight or LoRA tensor):
+    /// `scale · Σ_i e_iᵀ a_i` where example i's rows are `segments[i]` of the `rows` rows of
+    /// `e` and `a`. Per example, with L_i = segments[i].count: ghost norm when 2·L_i² < p·d,
+    /// else instantiation; L_i = 0 contributes 0. `e` is copied at the next `secure()` unless
+    /// the group closes first.
+    func outerProduct(tensor: Int, e: UnsafePointer<Float>, eStride: Int, a: UnsafePointer<Float>, aStride: Int,
+                      inFeatures: Int, outFeatures: Int, scale: Float = 1, segments: [Segment], rows: Int) {
+        precondition(segments.count == batchSize, "one segment per example")
+        let group = groupOfTensor[tensor]
+        let squaredScale = Double(scale) * Double(scale)
+        for (i, segment) in segments.enumerated() where segment.count > 0 {
+            let L = segment.count
+            let ei = e + segment.start * eStride, ai = a + segment.start * aStride
+            var sum = 0.0
+            if 2 * L * L < inFeatures * outFeatures {
+                // ‖e_iᵀ a_i‖² = ⟨a_i a_iᵀ, e_i e_iᵀ⟩
+                let gramA = segmentGram(a, stride: aStride, width: inFeatures, segments: segments, example: i)
+                let gramE = scratchBuffer(L * L)
+                sgemm(transposeA: false, transposeB: true, m: L, n: L, k: outFeatures,
+                      a: ei, lda: eStride, b: ei, ldb: eStride, c: gramE, ldc: L)
+                var partial: Float = 0
+                for j in 0..<(L * L) { partial += gramA[j] * gramE[j] }
+                sum = Double(partial)
+            } else {
+                let gradient = scratchBuffer(inFeatures * outFeatures)
+                sgemm(transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: L,
+                      a: ei, lda: eStride, b: ai, ldb: aStride, c: gradient, ldc: inFeatures)
+                for j in 0..<(inFeatures * outFeatures) { sum += Double(gradient[j] * gradient[j]) }
+            }
+            normSquared[i * groupCount + group] += squaredScale * sum
+        }
+        record(tensor: tensor, group: group, stable: false, rows: rows, width: outFeatures,
+               source: e, sourceStride: eStride) { e, stride in
+            .segmentedOuterProduct(e: e, eStride: stride, a: a, aStride: aStride, inFeatures: inFeatures,
+                                   outFeatures: outFeatures, scale: scale, segments: segments, rows: rows)
+        }
+    }
+
+    /// a_i a_iᵀ (L_i × L_i) of example i's segment of `a`, cached while `a` and the segments stay.
+    private func segmentGram(_ a: UnsafePointer<Float>, stride: Int, width: Int, segments: [Segment],
+                             example i: Int) -> UnsafePointer<Float> {
+        if let source = segmentGramsSource, source.pointer == a, source.stride == stride, source.width == width,
+           source.segments == segments {
+            if segmentGramOffsets[i] >= 0 { return UnsafePointer(segmentGrams.base + segmentGramOffsets[i]) }
+        } else {
+            let total = segments.reduce(0) { $0 + $1.count * $1.count }
+            if segmentGrams.count < total { segmentGrams = TensorStorage(count: total) }
+            segmentGramsSource = (a, stride, width, segments)
+            segmentGramOffsets = [Int](repeating: -1, count: segments.count)
+        }
+        // example i's place: after the Gram matrices of the examples before it
+        let offset = segments[..<i].reduce(0) { $0 + $1.count * $1.count }
+        let L = segments[i].count, ai = a + segments[i].start * stride
+        sgemm(transposeA: false, transposeB: true, m: L, n: L, k: width,
+              a: ai, lda: stride, b: ai, ldb: stride, c: segmentGrams.base + offset, ldc: L)
+        segmentGramOffsets[i] = offset
+        return UnsafePointer(segmentGrams.base + offset)
     }
 
     /// A bias-like contribution `Σ_i Σ_t e_it` (linear bias, LayerNorm bias).
@@ -368,24 +443,16 @@ final class BookKeeper {
         let T = sequenceLength, N = batchSize * T
         switch book {
         case .outerProduct(let e, let eStride, let a, let aStride, let inFeatures, let outFeatures, let scale):
-            // (diag(C) e)ᵀ a = eᵀ (diag(C) a): scale the narrower of e and a, then one GEMM
-            if outFeatures <= inFeatures {
-                let scaled = scratchBuffer(N * outFeatures)
-                for n in 0..<N {
-                    let c = factors[n / T], source = e + n * eStride, row = scaled + n * outFeatures
-                    for o in 0..<outFeatures { row[o] = c * source[o] }
-                }
-                sgemm(transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: N, alpha: scale,
-                      a: scaled, lda: outFeatures, b: a, ldb: aStride, beta: 1, c: target, ldc: inFeatures)
-            } else {
-                let scaled = scratchBuffer(N * inFeatures)
-                for n in 0..<N {
-                    let c = factors[n / T], source = a + n * aStride, row = scaled + n * inFeatures
-                    for d in 0..<inFeatures { row[d] = c * source[d] }
-                }
-                sgemm(transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: N, alpha: scale,
-                      a: e, lda: eStride, b: scaled, ldb: inFeatures, beta: 1, c: target, ldc: inFeatures)
+            clippedOuterProduct(target: target, e: e, eStride: eStride, a: a, aStride: aStride, inFeatures: inFeatures,
+                                outFeatures: outFeatures, scale: scale, rows: N) { factors[$0 / T] }
+        case .segmentedOuterProduct(let e, let eStride, let a, let aStride, let inFeatures, let outFeatures, let scale,
+                                    let segments, let rows):
+            var rowFactors = [Float](repeating: 0, count: rows)
+            for (i, segment) in segments.enumerated() {
+                for row in segment.start..<(segment.start + segment.count) { rowFactors[row] = factors[i] }
             }
+            clippedOuterProduct(target: target, e: e, eStride: eStride, a: a, aStride: aStride, inFeatures: inFeatures,
+                                outFeatures: outFeatures, scale: scale, rows: rows) { rowFactors[$0] }
         case .rowSum(let e, let eStride, let width):
             for n in 0..<N {
                 let c = factors[n / T], row = e + n * eStride
@@ -403,6 +470,30 @@ final class BookKeeper {
                 let destination = target + (positional ? n % T : Int(ids[n])) * width
                 for o in 0..<width { destination[o] += c * row[o] }
             }
+        }
+    }
+
+    /// target += scale · (diag(c) e)ᵀ a over `rows` rows, c = `factor(row)`:
+    /// (diag(c) e)ᵀ a = eᵀ (diag(c) a), so scale the narrower of e and a, then one GEMM.
+    private func clippedOuterProduct(target: UnsafeMutablePointer<Float>, e: UnsafePointer<Float>, eStride: Int,
+                                     a: UnsafePointer<Float>, aStride: Int, inFeatures: Int, outFeatures: Int,
+                                     scale: Float, rows N: Int, factor: (Int) -> Float) {
+        if outFeatures <= inFeatures {
+            let scaled = scratchBuffer(N * outFeatures)
+            for n in 0..<N {
+                let c = factor(n), source = e + n * eStride, row = scaled + n * outFeatures
+                for o in 0..<outFeatures { row[o] = c * source[o] }
+            }
+            sgemm(transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: N, alpha: scale,
+                  a: scaled, lda: outFeatures, b: a, ldb: aStride, beta: 1, c: target, ldc: inFeatures)
+        } else {
+            let scaled = scratchBuffer(N * inFeatures)
+            for n in 0..<N {
+                let c = factor(n), source = a + n * aStride, row = scaled + n * inFeatures
+                for d in 0..<inFeatures { row[d] = c * source[d] }
+            }
+            sgemm(transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: N, alpha: scale,
+                  a: e, lda: eStride, b: scaled, ldb: inFeatures, beta: 1, c: target, ldc: inFeatures)
         }
     }
 }

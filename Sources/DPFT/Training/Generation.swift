@@ -132,15 +132,19 @@ public final class Generator {
             block.attentionOutput.forward(out: middle, outStride: C, inp: attention, rows: 1)
             for c in 0..<C { middle[c] += x[c] }
             norm(block.norm2, out: normOut, inp: middle)
-            if config.modelType == .gpt2 {
-                block.mlpIn[0].forward(out: mlpA, outStride: I, inp: normOut, rows: 1)
+            switch block.feedForward {
+            case .gelu(let fc, let projection):
+                fc.forward(out: mlpA, outStride: I, inp: normOut, rows: 1)
                 geluForward(out: mlpB, inp: mlpA, count: I)
-                block.mlpOut.forward(out: x, outStride: C, inp: mlpB, rows: 1)
-            } else {
-                block.mlpIn[0].forward(out: mlpA, outStride: I, inp: normOut, rows: 1)
-                block.mlpIn[1].forward(out: mlpB, outStride: I, inp: normOut, rows: 1)
+                projection.forward(out: x, outStride: C, inp: mlpB, rows: 1)
+            case .swiglu(let gate, let up, let down):
+                gate.forward(out: mlpA, outStride: I, inp: normOut, rows: 1)
+                up.forward(out: mlpB, outStride: I, inp: normOut, rows: 1)
                 swigluForward(out: mlpC, gate: mlpA, up: mlpB, count: I)
-                block.mlpOut.forward(out: x, outStride: C, inp: mlpC, rows: 1)
+                down.forward(out: x, outStride: C, inp: mlpC, rows: 1)
+            case .experts(let moe):
+                // one real row; the layer's own activation buffers serve as scratch here
+                moe.forward(out: x, inp: normOut, batch: 1, sequence: 1, lengths: nil)
             }
             for c in 0..<C { x[c] += middle[c] }
         }
