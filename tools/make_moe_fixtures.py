@@ -57,14 +57,12 @@ MODEL_DIR = os.path.join(FIX, "hf", "mixtral-tiny")
 REF_OUT = os.path.join(FIX, "reference")
 GENERATOR = "tools/make_moe_fixtures.py"
 
-VOCAB = 301
-B, T = 4, 12
-LENGTHS = [12, 7, 3, 9]
-PAD_ID = 0
-PROMPT_MASK = {0: 3, 3: 2}
-EMPTY_EXAMPLE = 2
-BATCH_SEED = 4242
-LORA_B_STD = 0.05
+# The batch (ids, padding, masked prompts, the label-less example), the loss and the HDF5
+# writer are those of the dense fixtures, shared from that script.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_forward_backward_fixtures import (  # noqa: E402
+    B, BATCH_SEED, EMPTY_EXAMPLE, LENGTHS, LORA_B_STD, PAD_ID, PROMPT_MASK, T, VOCAB,
+    f32, i64, make_batch, per_example_losses, write_h5)
 
 LAYERS, EXPERTS, TOP_K, HIDDEN, INNER = 2, 4, 2, 32, 48
 EMPTY_LAYER, EMPTY_EXPERT = 1, 3
@@ -90,38 +88,6 @@ LOSS_DEFINITION = (
 def versions():
     import transformers
     return {"torch_version": str(torch.__version__), "transformers_version": transformers.__version__}
-
-
-# ---------------------------------------------------------------------------------------------
-# Batch and loss (as tools/make_forward_backward_fixtures.py)
-
-
-def make_batch():
-    g = torch.Generator().manual_seed(BATCH_SEED)
-    ids = torch.randint(3, VOCAB, (B, T), generator=g, dtype=torch.long)
-    mask = torch.zeros(B, T, dtype=torch.long)
-    for i, n in enumerate(LENGTHS):
-        mask[i, :n] = 1
-    ids = ids * mask + PAD_ID * (1 - mask)
-    labels = ids.clone()
-    labels[mask == 0] = -100
-    for i, n in PROMPT_MASK.items():
-        labels[i, :n] = -100
-    labels[EMPTY_EXAMPLE, :] = -100
-    alt = torch.randint(3, VOCAB, (B, T), generator=g, dtype=torch.long)
-    alt_ids = ids * mask + alt * (1 - mask)
-    return ids, labels, mask, alt_ids
-
-
-def per_example_losses(logits, labels):
-    sl = logits[:, :-1, :]
-    tl = labels[:, 1:]
-    valid = tl != -100
-    logp = torch.log_softmax(sl, dim=-1)
-    nll = -logp.gather(-1, tl.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    nll = torch.where(valid, nll, torch.zeros_like(nll))
-    counts = valid.sum(dim=1)
-    return nll.sum(dim=1) / counts.clamp(min=1).to(nll.dtype), counts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,28 +384,6 @@ def check_case(case, base, lora, seed, ids, labels, mask, alt_ids, logits, pel, 
     if worst > 1e-3 or abs(loss64.item() - loss.item()) > 1e-5:
         raise SystemExit(f"{case}: float32 vs float64 mismatch (grads rel {worst})")
     return {"pad_logit_diff": dl, "pad_grad_diff": dg, "f32_vs_f64_rel": worst}
-
-
-def write_h5(path, root_attrs, arrays, groups):
-    if os.path.exists(path):
-        os.remove(path)
-    with h5py.File(path, "w", libver="earliest", track_order=False) as f:
-        for k, v in arrays.items():
-            f.create_dataset(k, data=v, track_times=False)
-        for gname, content in groups.items():
-            grp = f.create_group(gname)
-            for k in sorted(content):
-                grp.create_dataset(k, data=content[k], track_times=False)
-        for k, v in root_attrs.items():
-            f.attrs[k] = str(v) if isinstance(v, str) else v
-
-
-def f32(t):
-    return np.ascontiguousarray(t.detach().cpu().numpy().astype(np.float32))
-
-
-def i64(t):
-    return np.ascontiguousarray(t.detach().cpu().numpy().astype(np.int64))
 
 
 def main():
