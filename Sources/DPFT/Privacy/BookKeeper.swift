@@ -191,22 +191,9 @@ final class BookKeeper {
             let L = lengths[i]
             defer { gramOffset += L * L }
             guard L > 0 else { continue }
-            let ei = e + i * T * eStride, ai = a + i * T * aStride
-            var sum = 0.0
-            if let gramsOfA {
-                // ‖e_iᵀ a_i‖² = ⟨a_i a_iᵀ, e_i e_iᵀ⟩
-                let gramA = gramsOfA + gramOffset, gramE = scratchBuffer(L * L)
-                sgemm(transposeA: false, transposeB: true, m: L, n: L, k: outFeatures,
-                      a: ei, lda: eStride, b: ei, ldb: eStride, c: gramE, ldc: L)
-                var partial: Float = 0
-                for j in 0..<(L * L) { partial += gramA[j] * gramE[j] }
-                sum = Double(partial)
-            } else {
-                let gradient = scratchBuffer(inFeatures * outFeatures)
-                sgemm(transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: L,
-                      a: ei, lda: eStride, b: ai, ldb: aStride, c: gradient, ldc: inFeatures)
-                for j in 0..<(inFeatures * outFeatures) { sum += Double(gradient[j] * gradient[j]) }
-            }
+            let sum = exampleSquaredNorm(rows: L, e: e + i * T * eStride, eStride: eStride,
+                                         a: a + i * T * aStride, aStride: aStride, inFeatures: inFeatures,
+                                         outFeatures: outFeatures, gramOfA: gramsOfA.map { $0 + gramOffset })
             normSquared[i * groupCount + group] += squaredScale * sum
         }
         if isTiedHead { headBooks[tensor] = (e, eStride, a, aStride) }
@@ -215,6 +202,28 @@ final class BookKeeper {
             .outerProduct(e: e, eStride: stride, a: a, aStride: aStride, inFeatures: inFeatures,
                           outFeatures: outFeatures, scale: scale)
         }
+    }
+
+    /// ‖e_iᵀ a_i‖² for one example's `rows` rows of `e` [rows, OUT] and `a` [rows, IN]: the ghost
+    /// norm ⟨a_i a_iᵀ, e_i e_iᵀ⟩ when the example's Gram matrix `gramOfA` is given, else by
+    /// instantiating e_iᵀ a_i.
+    private func exampleSquaredNorm(rows L: Int, e: UnsafePointer<Float>, eStride: Int, a: UnsafePointer<Float>,
+                                    aStride: Int, inFeatures: Int, outFeatures: Int,
+                                    gramOfA: UnsafePointer<Float>?) -> Double {
+        if let gramOfA {
+            let gramE = scratchBuffer(L * L)
+            sgemm(transposeA: false, transposeB: true, m: L, n: L, k: outFeatures,
+                  a: e, lda: eStride, b: e, ldb: eStride, c: gramE, ldc: L)
+            var partial: Float = 0
+            for j in 0..<(L * L) { partial += gramOfA[j] * gramE[j] }
+            return Double(partial)
+        }
+        let gradient = scratchBuffer(inFeatures * outFeatures)
+        sgemm(transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: L,
+              a: e, lda: eStride, b: a, ldb: aStride, c: gradient, ldc: inFeatures)
+        var sum = 0.0
+        for j in 0..<(inFeatures * outFeatures) { sum += Double(gradient[j] * gradient[j]) }
+        return sum
     }
 
     /// A weight-like contribution over gathered rows (an MoE expert's weight or LoRA tensor):
@@ -229,23 +238,11 @@ final class BookKeeper {
         let squaredScale = Double(scale) * Double(scale)
         for (i, segment) in segments.enumerated() where segment.count > 0 {
             let L = segment.count
-            let ei = e + segment.start * eStride, ai = a + segment.start * aStride
-            var sum = 0.0
-            if 2 * L * L < inFeatures * outFeatures {
-                // ‖e_iᵀ a_i‖² = ⟨a_i a_iᵀ, e_i e_iᵀ⟩
-                let gramA = segmentGram(a, stride: aStride, width: inFeatures, segments: segments, example: i)
-                let gramE = scratchBuffer(L * L)
-                sgemm(transposeA: false, transposeB: true, m: L, n: L, k: outFeatures,
-                      a: ei, lda: eStride, b: ei, ldb: eStride, c: gramE, ldc: L)
-                var partial: Float = 0
-                for j in 0..<(L * L) { partial += gramA[j] * gramE[j] }
-                sum = Double(partial)
-            } else {
-                let gradient = scratchBuffer(inFeatures * outFeatures)
-                sgemm(transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: L,
-                      a: ei, lda: eStride, b: ai, ldb: aStride, c: gradient, ldc: inFeatures)
-                for j in 0..<(inFeatures * outFeatures) { sum += Double(gradient[j] * gradient[j]) }
-            }
+            let ghost = 2 * L * L < inFeatures * outFeatures
+            let sum = exampleSquaredNorm(
+                rows: L, e: e + segment.start * eStride, eStride: eStride, a: a + segment.start * aStride,
+                aStride: aStride, inFeatures: inFeatures, outFeatures: outFeatures,
+                gramOfA: ghost ? segmentGram(a, stride: aStride, width: inFeatures, segments: segments, example: i) : nil)
             normSquared[i * groupCount + group] += squaredScale * sum
         }
         record(tensor: tensor, group: group, stable: false, rows: rows, width: outFeatures,
