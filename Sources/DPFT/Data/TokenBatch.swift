@@ -48,12 +48,4 @@ public struct TokenBatch: Sendable {
             }
         }
     }
-
-    /// Number of scored tokens of each example.
-    public var labelCounts: [Int] {
-        let T = sequenceLength
-        return (0..<batchSize).map { b in
-            (0..<max(lengths[b] - 1, 0)).filter { labels[b * T + $0 + 1] != Self.ignoredLabel }.count
-        }
-    }
 }

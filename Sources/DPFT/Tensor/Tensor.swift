@@ -73,12 +73,6 @@ public struct Tensor: @unchecked Sendable {
     /// The elements copied into an array.
     public var values: [Float] { Array(buffer) }
 
-    /// The same elements with another shape of equal count.
-    public func reshaped(_ newShape: [Int]) -> Tensor {
-        precondition(newShape.reduce(1, *) == count, "cannot reshape \(shape) to \(newShape)")
-        return Tensor(storage: storage, offset: offset, shape: newShape)
-    }
-
     /// The `index`-th slice along the first dimension (a view).
     public subscript(index: Int) -> Tensor {
         precondition(rank >= 1 && index >= 0 && index < shape[0], "index \(index) out of \(shape)")

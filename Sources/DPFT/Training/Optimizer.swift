@@ -227,12 +227,6 @@ public final class Optimizer {
         stepCount = step
     }
 
-    /// Zeroes the state and the step count (a fresh optimizer).
-    public func reset() {
-        stateStorage.base.update(repeating: 0, count: stateStorage.count)
-        stepCount = 0
-    }
-
     /// Checks the stores against this optimizer's layout and merges tensors that are adjacent
     /// in both stores into runs (full fine-tuning gives a single run).
     private func bind(parameters: ParameterStore, gradients: ParameterStore) {
