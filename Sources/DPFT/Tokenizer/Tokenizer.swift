@@ -267,34 +267,8 @@ extension Tokenizer {
                              extraOptions: [String: String] = [:],
                              verbose: Bool = false) throws -> Tokenizer {
         let inputPath = input.path
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: inputPath, isDirectory: &isDirectory) else {
-            throw TokenizerError.fileNotFound(path: inputPath)
-        }
-        if isDirectory.boolValue || !FileManager.default.isReadableFile(atPath: inputPath) {
-            throw TokenizerError.unreadableFile(
-                path: inputPath, reason: isDirectory.boolValue ? "it is a directory" : "permission denied")
-        }
-        // SentencePiece splits `input` on commas into several files.
-        if inputPath.contains(",") {
-            throw TokenizerError.invalidTrainingOption(
-                name: "input", value: inputPath,
-                reason: "SentencePiece reads a comma as a list of files; rename the corpus")
-        }
-        guard vocabularySize > 0 else {
-            throw TokenizerError.invalidTrainingOption(
-                name: "vocabulary size", value: String(vocabularySize), reason: "must be positive")
-        }
-        guard characterCoverage > 0 && characterCoverage <= 1 else {
-            throw TokenizerError.invalidTrainingOption(
-                name: "character coverage", value: String(characterCoverage),
-                reason: "must be in (0, 1]")
-        }
-        for reserved in ["input", "model_prefix"] where extraOptions[reserved] != nil {
-            throw TokenizerError.invalidTrainingOption(
-                name: reserved, value: extraOptions[reserved]!,
-                reason: "set by dpft itself; pass the corpus as `input` and the file as `output`")
-        }
+        try validateTrainingInput(inputPath, vocabularySize: vocabularySize,
+                                  characterCoverage: characterCoverage, extraOptions: extraOptions)
 
         let outputDirectory = output.deletingLastPathComponent()
         var outputIsDirectory: ObjCBool = false
@@ -349,6 +323,41 @@ extension Tokenizer {
             }
         }
         return try Tokenizer(contentsOf: output)
+    }
+
+    /// The checks `train` makes before SentencePiece sees anything: a readable corpus file
+    /// whose path has no comma, a positive vocabulary size, a coverage in (0, 1], and no
+    /// option that dpft sets itself.
+    private static func validateTrainingInput(_ inputPath: String, vocabularySize: Int, characterCoverage: Double,
+                                              extraOptions: [String: String]) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: inputPath, isDirectory: &isDirectory) else {
+            throw TokenizerError.fileNotFound(path: inputPath)
+        }
+        if isDirectory.boolValue || !FileManager.default.isReadableFile(atPath: inputPath) {
+            throw TokenizerError.unreadableFile(
+                path: inputPath, reason: isDirectory.boolValue ? "it is a directory" : "permission denied")
+        }
+        // SentencePiece splits `input` on commas into several files.
+        if inputPath.contains(",") {
+            throw TokenizerError.invalidTrainingOption(
+                name: "input", value: inputPath,
+                reason: "SentencePiece reads a comma as a list of files; rename the corpus")
+        }
+        guard vocabularySize > 0 else {
+            throw TokenizerError.invalidTrainingOption(
+                name: "vocabulary size", value: String(vocabularySize), reason: "must be positive")
+        }
+        guard characterCoverage > 0 && characterCoverage <= 1 else {
+            throw TokenizerError.invalidTrainingOption(
+                name: "character coverage", value: String(characterCoverage),
+                reason: "must be in (0, 1]")
+        }
+        for reserved in ["input", "model_prefix"] where extraOptions[reserved] != nil {
+            throw TokenizerError.invalidTrainingOption(
+                name: reserved, value: extraOptions[reserved]!,
+                reason: "set by dpft itself; pass the corpus as `input` and the file as `output`")
+        }
     }
 
     /// Maps SentencePiece's trainer messages to errors that say what to change.
