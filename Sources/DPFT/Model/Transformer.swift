@@ -276,7 +276,8 @@ public final class Transformer {
         }
         let lora = try checkpoint.loraConfig()
         let config = checkpoint.config
-        guard maxSequenceLength <= config.maxPositions || config.modelType != .gpt2 else {
+        // learned position embeddings have P rows; rotary positions have no table to outgrow
+        guard maxSequenceLength <= config.maxPositions || config.declaration.positionEmbedding == nil else {
             throw ModelError.sequenceTooLong(length: maxSequenceLength, maxPositions: config.maxPositions)
         }
         self.config = config
@@ -336,87 +337,39 @@ public final class Transformer {
             storages.append(storage)
             return storage.base
         }
-        let params = parameters, grads = gradients
-        func weight(_ name: String) -> UnsafeMutablePointer<Float> { params[name]!.pointer }
-        func gradient(_ name: String) -> UnsafeMutablePointer<Float>? { grads[name]?.pointer }
-        let tensorIndices = Dictionary(uniqueKeysWithValues: grads.names.enumerated().map { ($1, $0) })
-        func tensor(_ name: String) -> Int? { tensorIndices[name] }
-        let adapterByModule = Dictionary(uniqueKeysWithValues: adapterSpecs.map { ($0.module, $0) })
-        func linear(_ module: String, hasBias: Bool, outColumn: Int = 0) -> LinearModule {
-            let shape = params[module + ".weight"]!.shape
-            var result = LinearModule(weight: weight(module + ".weight"),
-                                      bias: hasBias ? weight(module + ".bias") : nil,
-                                      weightGradient: gradient(module + ".weight"),
-                                      biasGradient: hasBias ? gradient(module + ".bias") : nil,
-                                      inFeatures: shape[1], outFeatures: shape[0],
-                                      weightTensor: tensor(module + ".weight"),
-                                      biasTensor: hasBias ? tensor(module + ".bias") : nil, outColumn: outColumn)
-            if let adapter = adapterByModule[module], let lora {
-                result.lora = LinearModule.LoRAState(
-                    a: weight(adapter.loraAName), b: weight(adapter.loraBName),
-                    aGradient: gradient(adapter.loraAName), bGradient: gradient(adapter.loraBName),
-                    hidden: buffer(N * R), rank: lora.rank, scale: lora.scale,
-                    aTensor: tensor(adapter.loraAName), bTensor: tensor(adapter.loraBName))
-            }
-            return result
-        }
-        func norm(_ module: String, hasBias: Bool) -> NormParameters {
-            NormParameters(weight: weight(module + ".weight"), bias: hasBias ? weight(module + ".bias") : nil,
-                           weightGradient: gradient(module + ".weight"),
-                           biasGradient: hasBias ? gradient(module + ".bias") : nil,
-                           weightTensor: tensor(module + ".weight"), biasTensor: hasBias ? tensor(module + ".bias") : nil)
-        }
-
-        let isGPT2 = config.modelType == .gpt2, isMixtral = config.modelType == .mixtral
-        for l in 0..<config.layerCount {
-            let p = isGPT2 ? "transformer.h.\(l)." : "model.layers.\(l)."
-            let feedForward: FeedForward
-            switch config.modelType {
-            case .gpt2:
-                feedForward = .gelu(fc: linear(p + "mlp.c_fc", hasBias: true), projection: linear(p + "mlp.c_proj", hasBias: true))
-            case .llama:
-                feedForward = .swiglu(gate: linear(p + "mlp.gate_proj", hasBias: false), up: linear(p + "mlp.up_proj", hasBias: false),
-                                      down: linear(p + "mlp.down_proj", hasBias: false))
-            case .mixtral:
-                let m = p + "block_sparse_moe."
-                let experts = (0..<config.expertCount).map { e in
-                    MixtureOfExperts.Expert(gate: linear(m + "experts.\(e).w1", hasBias: false),
-                                            down: linear(m + "experts.\(e).w2", hasBias: false),
-                                            up: linear(m + "experts.\(e).w3", hasBias: false))
-                }
-                feedForward = .experts(MixtureOfExperts(router: linear(m + "gate", hasBias: false), experts: experts,
-                                                        expertsPerToken: config.expertsPerToken, loraRank: R,
-                                                        maxRows: N, buffer: buffer))
-            }
+        let declaration = config.declaration
+        let binder = ModuleBinder(parameters: parameters, gradients: gradients, adapters: adapterSpecs, lora: lora,
+                                  rows: N, buffer: buffer)
+        let hasExperts = declaration.blocks.contains { $0.feedForward.hasExperts }
+        let isGated = declaration.blocks.contains { $0.feedForward.isGated }
+        for blockDeclaration in declaration.blocks {
             let block = Block(
-                norm1: norm(p + (isGPT2 ? "ln_1" : "input_layernorm"), hasBias: isGPT2),
-                qkv: isGPT2 ? [linear(p + "attn.c_attn", hasBias: true)]
-                    : [linear(p + "self_attn.q_proj", hasBias: false),
-                       linear(p + "self_attn.k_proj", hasBias: false, outColumn: H * D),
-                       linear(p + "self_attn.v_proj", hasBias: false, outColumn: (H + KV) * D)],
-                attentionOutput: linear(p + (isGPT2 ? "attn.c_proj" : "self_attn.o_proj"), hasBias: isGPT2),
-                norm2: norm(p + (isGPT2 ? "ln_2" : "post_attention_layernorm"), hasBias: isGPT2),
-                feedForward: feedForward,
+                norm1: binder.norm(blockDeclaration.attentionNorm), qkv: binder.queryKeyValue(blockDeclaration),
+                attentionOutput: binder.linear(blockDeclaration.attentionOutput),
+                norm2: binder.norm(blockDeclaration.feedForwardNorm),
+                feedForward: binder.feedForward(blockDeclaration.feedForward, expertsPerToken: config.expertsPerToken),
                 input: buffer(N * C), norm1Out: buffer(N * C), norm1Mean: buffer(N), norm1Rstd: buffer(N),
                 qkvOut: buffer(N * W), probs: buffer(maxBatchSize * H * maxSequenceLength * maxSequenceLength),
                 attention: buffer(N * H * D), middle: buffer(N * C), norm2Out: buffer(N * C),
-                norm2Mean: buffer(N), norm2Rstd: buffer(N), mlpHidden: buffer(isMixtral ? 0 : N * I),
-                mlpHidden2: buffer(isMixtral ? 0 : N * I), mlpActivation: buffer(isGPT2 || isMixtral ? 0 : N * I))
+                norm2Mean: buffer(N), norm2Rstd: buffer(N), mlpHidden: buffer(hasExperts ? 0 : N * I),
+                mlpHidden2: buffer(hasExperts ? 0 : N * I), mlpActivation: buffer(isGated ? N * I : 0))
             blocks.append(block)
         }
-        let embeddingName = config.embeddingName
-        tokenEmbedding = weight(embeddingName)
-        tokenEmbeddingGradient = gradient(embeddingName)
-        positionEmbedding = isGPT2 ? weight("transformer.wpe.weight") : nil
-        positionEmbeddingGradient = isGPT2 ? gradient("transformer.wpe.weight") : nil
-        finalNorm = norm(isGPT2 ? "transformer.ln_f" : "model.norm", hasBias: isGPT2)
-        let headName = config.tiedEmbeddings ? embeddingName : "lm_head.weight"
-        head = LinearModule(weight: weight(headName), bias: nil, weightGradient: gradient(headName),
-                            biasGradient: nil, inFeatures: C, outFeatures: V, weightTensor: tensor(headName),
-                            outputGradientIsStable: true, isTiedHead: config.tiedEmbeddings)
-        tokenEmbeddingTensor = tensor(embeddingName)
-        positionEmbeddingTensor = isGPT2 ? tensor("transformer.wpe.weight") : nil
-        rotary = isGPT2 ? nil : RotaryTable(maxPositions: maxSequenceLength, headDimension: D, theta: config.ropeTheta)
+        let embeddingName = declaration.tokenEmbedding.weightName
+        tokenEmbedding = binder.weight(embeddingName)
+        tokenEmbeddingGradient = binder.gradient(embeddingName)
+        let positionName = declaration.positionEmbedding?.weightName
+        positionEmbedding = positionName.map(binder.weight)
+        positionEmbeddingGradient = positionName.flatMap(binder.gradient)
+        finalNorm = binder.norm(declaration.finalNorm)
+        head = binder.head(declaration)
+        tokenEmbeddingTensor = binder.tensor(embeddingName)
+        positionEmbeddingTensor = positionName.flatMap(binder.tensor)
+        if case .rotary(let theta) = declaration.positions {
+            rotary = RotaryTable(maxPositions: maxSequenceLength, headDimension: D, theta: theta)
+        } else {
+            rotary = nil
+        }
 
         let idsStorage = UnsafeMutablePointer<Int32>.allocate(capacity: N)
         let targetsStorage = UnsafeMutablePointer<Int32>.allocate(capacity: N)
@@ -436,11 +389,11 @@ public final class Transformer {
         qkvGradient = buffer(N * W)
         attentionGradient = buffer(N * H * D)
         probsGradient = buffer(maxBatchSize * H * maxSequenceLength * maxSequenceLength)
-        mlpGradient = buffer(isMixtral ? 0 : N * I)
-        mlpGradient2 = buffer(isMixtral ? 0 : N * I)
-        mlpGradient3 = buffer(isMixtral ? 0 : N * I)
+        mlpGradient = buffer(hasExperts ? 0 : N * I)
+        mlpGradient2 = buffer(hasExperts ? 0 : N * I)
+        mlpGradient3 = buffer(hasExperts ? 0 : N * I)
         loraScratch = buffer(max(N * R, 1))
-        expertScratch = isMixtral ? MixtureOfExperts.Scratch(maxRows: N, channels: C, inner: I, experts: config.expertCount,
+        expertScratch = hasExperts ? MixtureOfExperts.Scratch(maxRows: N, channels: C, inner: I, experts: config.expertCount,
                                                               perToken: config.expertsPerToken, loraRank: R) : nil
         self.storages = storages
     }
