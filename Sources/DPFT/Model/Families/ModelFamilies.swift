@@ -3,7 +3,7 @@
 /// The registered model families, looked up by `model_type`.
 public enum ModelFamilies {
     /// Every family dpft implements.
-    public static var all: [any ModelFamily.Type] { [GPT2.self, Llama.self, Mixtral.self] }
+    public static var all: [any ModelFamily.Type] { [GPT2.self, Llama.self, Mixtral.self, Qwen2.self] }
 
     /// The family of `type`, or nil when dpft does not implement it.
     public static func family(_ type: ModelType) -> (any ModelFamily.Type)? {
