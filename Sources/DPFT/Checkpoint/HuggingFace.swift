@@ -115,7 +115,9 @@ public enum HuggingFace {
         struct Index: Decodable { var weight_map: [String: String] }
         let index: Index
         do {
-            index = try JSONDecoder().decode(Index.self, from: data)
+            index = try JSONValueDecoder.decode(Index.self, from: data, source: indexURL.path)
+        } catch let error as JSONParseError {
+            throw ConfigError.invalidJSON(error)
         } catch {
             throw ConfigError.invalidValue(source: indexURL.path, key: "weight_map", value: "…",
                                            reason: "expected an object mapping tensor names to shard files")

@@ -9,6 +9,8 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
     case missingKey(source: String, key: String)
     case unknownModelType(source: String, value: String)
     case invalidValue(source: String, key: String, value: String, reason: String)
+    /// Not JSON (or a duplicate key, …): the parser's error names the line and column.
+    case invalidJSON(JSONParseError)
 
     public var description: String {
         switch self {
@@ -20,6 +22,8 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
             return "\(source): `model_type` is \"\(value)\"; dpft supports \(ModelType.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", "))."
         case .invalidValue(let source, let key, let value, let reason):
             return "\(source): `\(key)` = \(value) is invalid: \(reason)."
+        case .invalidJSON(let error):
+            return "\(error). A config.json must be one strict JSON object (no duplicate keys, comments or trailing commas)."
         }
     }
 }
@@ -82,30 +86,30 @@ public struct ModelConfig: Sendable, Equatable {
     /// Reads and validates a config with its family's keys and defaults. `source` names the
     /// file in error messages.
     public init(json data: Data, source: String) throws {
-        let object: Any
+        let value: JSONValue
         do {
-            object = try JSONSerialization.jsonObject(with: data)
+            value = try JSONParser.parse(data, source: source)
         } catch {
-            throw ConfigError.notJSON(source: source, reason: "\(error.localizedDescription)")
+            throw ConfigError.invalidJSON(error)
         }
-        guard let dictionary = object as? [String: Any] else {
-            throw ConfigError.notJSON(source: source, reason: "the top level is not an object")
+        guard case .object(let object) = value else {
+            throw ConfigError.notJSON(source: source, reason: "the top level is \(value.kind), not an object")
         }
-        guard let typeValue = dictionary["model_type"], !(typeValue is NSNull) else {
+        guard let typeValue = object["model_type"], !typeValue.isNull else {
             throw ConfigError.missingKey(source: source, key: "model_type")
         }
-        guard let typeName = typeValue as? String else {
-            throw ConfigError.invalidValue(source: source, key: "model_type", value: "\(typeValue)", reason: "expected a string")
+        guard case .string(let typeName) = typeValue else {
+            throw ConfigError.invalidValue(source: source, key: "model_type", value: typeValue.excerpt, reason: "expected a string")
         }
         guard let family = ModelFamilies.family(ModelType(rawValue: typeName)) else {
             throw ConfigError.unknownModelType(source: source, value: typeName)
         }
         do {
-            self = try Self.decode(family, data: data, original: dictionary)
+            self = try Self.decode(family, object: object, source: source)
         } catch let error as ConfigValueError {
             throw ConfigError.invalidValue(source: source, key: error.key, value: error.value, reason: error.reason)
-        } catch let error as DecodingError {
-            throw ConfigError.notJSON(source: source, reason: "\(error)")
+        } catch let error as JSONAccessError {
+            throw ConfigError.invalidValue(source: source, key: error.keyPath, value: "…", reason: error.problem)
         }
     }
 
@@ -117,37 +121,19 @@ public struct ModelConfig: Sendable, Equatable {
         try self.init(json: data, source: url.path)
     }
 
-    /// Decodes `F.Config` and keeps the whole file, the resolved values written over it, as `json`.
-    private static func decode<F: ModelFamily>(_ family: F.Type, data: Data, original: [String: Any]) throws -> ModelConfig {
-        let decoded = try JSONDecoder().decode(F.Config.self, from: data)
+    /// Decodes `F.Config` and keeps the whole file as `json`, with the resolved values (HF
+    /// defaults filled in) written over it: members keep their order and number literals
+    /// (transformers 5 rejects `0` where MixtralConfig wants the float `router_jitter_noise`),
+    /// a resolved value equal to the file's keeps the file's literal, new keys come last.
+    private static func decode<F: ModelFamily>(_ family: F.Type, object: JSONObject, source: String) throws -> ModelConfig {
+        let decoded = try F.Config(from: JSONValueDecoder(value: .object(object), source: source))
         var config = try F.modelConfig(decoded)
-        let encoded = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(decoded)) as? [String: Any] ?? [:]
-        var resolved = original.merging(encoded) { _, new in new }
-        resolved["architectures"] = original["architectures"] ?? [F.architecture]
-        let text = try JSONSerialization.data(withJSONObject: resolved, options: [.sortedKeys, .prettyPrinted])
-        config.json = Self.restoringFloatLiterals(String(decoding: text, as: UTF8.self))
-        return config
-    }
-
-    /// HF config keys whose values transformers types as float. JSONSerialization writes a
-    /// whole-number Double without its fraction (`0.0` → `0`), and transformers 5 rejects an
-    /// int for some of them (MixtralConfig's `router_jitter_noise`), so these get it back.
-    static let floatKeys = ["router_jitter_noise", "router_aux_loss_coef", "attention_dropout", "initializer_range",
-                            "rope_theta", "rms_norm_eps", "layer_norm_epsilon", "embd_pdrop", "attn_pdrop",
-                            "resid_pdrop", "summary_first_dropout"]
-
-    /// `"key" : 0` → `"key" : 0.0` for the float-typed keys (one key per line, as pretty-printed).
-    static func restoringFloatLiterals(_ text: String) -> String {
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
-            let trimmed = line.drop { $0 == " " }
-            guard let key = floatKeys.first(where: { trimmed.hasPrefix("\"\($0)\" : ") }) else { return String(line) }
-            let valueStart = line.index(line.startIndex, offsetBy: line.count - trimmed.count + key.count + 5)
-            var value = line[valueStart...]
-            let comma = value.hasSuffix(",")
-            if comma { value = value.dropLast() }
-            guard !value.isEmpty, value.allSatisfy({ $0.isNumber || $0 == "-" }) else { return String(line) }
-            return line[..<valueStart] + value + ".0" + (comma ? "," : "")
+        var resolved = object
+        if case .object(let values) = try JSONValueEncoder.encode(decoded) {
+            for (key, value) in values where resolved[key] != value { resolved[key] = value }
         }
-        return lines.joined(separator: "\n")
+        if resolved["architectures"] == nil { resolved["architectures"] = [.string(F.architecture)] }
+        config.json = JSONValue.object(resolved).text(.pretty())
+        return config
     }
 }

@@ -20,21 +20,29 @@ extension KeyedDecodingContainer {
     func value<T: Decodable>(_ type: T.Type, _ key: Key) throws -> T? {
         do {
             return try decodeIfPresent(type, forKey: key)
+        } catch is JSONAccessError {
+            throw invalid(key, expected: type)
         } catch is DecodingError {
-            let expected = switch type {
-            case is Bool.Type: "true or false"
-            case is String.Type: "a string"
-            case is Int.Type: "a whole number"
-            default: "a number"
-            }
-            let number = try? decode(Double.self, forKey: key)
-            throw ConfigValueError(key: path(key), value: number.map { "\($0)" } ?? "…", reason: "expected \(expected)")
+            throw invalid(key, expected: type)
         }
     }
 
-    /// A whole number in 1...2²⁴, or nil when absent or null.
+    private func invalid<T>(_ key: Key, expected type: T.Type) -> ConfigValueError {
+        let expected = switch type {
+        case is Bool.Type: "true or false"
+        case is String.Type: "a string"
+        default: "a number"
+        }
+        let found = (try? decodeIfPresent(JSONValue.self, forKey: key))??.excerpt ?? "…"
+        return ConfigValueError(key: path(key), value: found, reason: "expected \(expected)")
+    }
+
+    /// A whole number (`8` or `8.0`) in 1...2²⁴, or nil when absent or null.
     func optionalPositive(_ key: Key) throws -> Int? {
-        guard let integer = try value(Int.self, key) else { return nil }
+        guard let real = try value(Double.self, key) else { return nil }
+        guard let integer = Int(exactly: real) else {
+            throw ConfigValueError(key: path(key), value: "\(real)", reason: "expected a whole number")
+        }
         guard integer > 0 && integer <= 1 << 24 else {
             throw ConfigValueError(key: path(key), value: "\(integer)",
                                    reason: "expected a positive number no larger than \(1 << 24)")

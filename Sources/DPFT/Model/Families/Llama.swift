@@ -139,8 +139,9 @@ extension KeyedDecodingContainer {
         do {
             nested = try superDecoder(forKey: key)
             _ = try nested.container(keyedBy: LlamaShapedConfig.RopeParameters.CodingKeys.self)
-        } catch is DecodingError {
-            throw ConfigValueError(key: path(key), value: "…", reason: "expected an object")
+        } catch {
+            let found = (try? decodeIfPresent(JSONValue.self, forKey: key))??.excerpt ?? "…"
+            throw ConfigValueError(key: path(key), value: found, reason: "expected an object")
         }
         return try LlamaShapedConfig.RopeParameters(from: nested, defaults: defaults)
     }
