@@ -86,9 +86,69 @@ struct ModuleBinder {
     }
 }
 
+extension ModuleBinder {
+    /// A block's modules and its activation buffers, sized for `maxBatchSize × maxSequenceLength`.
+    func block(_ declaration: BlockDeclaration, config: ModelConfig, maxBatchSize: Int, maxSequenceLength: Int) -> Block {
+        let N = rows, C = config.hiddenSize, I = config.intermediateSize, H = config.headCount
+        let W = (H + 2 * config.keyValueHeadCount) * config.headDimension, HD = H * config.headDimension
+        let dense = declaration.feedForward.hasExperts ? 0 : N * I
+        return Block(
+            norm1: norm(declaration.attentionNorm), qkv: queryKeyValue(declaration),
+            attentionOutput: linear(declaration.attentionOutput), norm2: norm(declaration.feedForwardNorm),
+            feedForward: feedForward(declaration.feedForward, expertsPerToken: config.expertsPerToken),
+            input: buffer(N * C), norm1Out: buffer(N * C), norm1Mean: buffer(N), norm1Rstd: buffer(N),
+            qkvOut: buffer(N * W), probs: buffer(maxBatchSize * H * maxSequenceLength * maxSequenceLength),
+            attention: buffer(N * HD), middle: buffer(N * C), norm2Out: buffer(N * C),
+            norm2Mean: buffer(N), norm2Rstd: buffer(N), mlpHidden: buffer(dense), mlpHidden2: buffer(dense),
+            mlpActivation: buffer(declaration.feedForward.isGated ? N * I : 0))
+    }
+}
+
 extension FeedForwardDeclaration {
     /// A mixture of experts (its own scratch; no dense MLP buffers).
     var hasExperts: Bool { if case .experts = self { true } else { false } }
     /// A gated MLP (needs the activation buffer `silu(gate) ⊙ up`).
     var isGated: Bool { if case .swiglu = self { true } else { false } }
+}
+
+extension Transformer {
+    /// The model's tensors then the adapters' (`[R, in]`, `[out, R]`), one allocation, filled
+    /// from `checkpoint`; a missing or misshapen adapter is an error naming it.
+    static func loadParameters(_ checkpoint: Checkpoint, adapters: [AdapterSpec], rank: Int) throws -> ParameterStore {
+        let specs = checkpoint.config.parameterSpecs
+        var layout = specs.map { (name: $0.name, shape: $0.shape) }
+        for adapter in adapters {
+            for (name, shape) in [(adapter.loraAName, [rank, adapter.inFeatures]), (adapter.loraBName, [adapter.outFeatures, rank])] {
+                guard checkpoint.adapters[name]?.shape == shape else { throw LoRAError.missingAdapter(name) }
+                layout.append((name, shape))
+            }
+        }
+        let parameters = ParameterStore(layout: layout)
+        for (name, shape) in layout {
+            let source = checkpoint.tensors[name] ?? checkpoint.adapters[name]!
+            parameters[name]!.pointer.update(from: source.pointer, count: shape.reduce(1, *))
+        }
+        return parameters
+    }
+
+    /// Gradient storage for the trainable tensors only, in parameter order. `selection`
+    /// defaults to `.adapters` with adapters and `.all` without.
+    static func gradientStore(_ parameters: ParameterStore, adapters: [AdapterSpec],
+                              selection: TrainableSelection?) throws -> ParameterStore {
+        let adapterNames = Set(adapters.flatMap { [$0.loraAName, $0.loraBName] })
+        let trainable = selection ?? (adapterNames.isEmpty ? .all : .adapters)
+        let trainableSet: Set<String>
+        switch trainable {
+        case .all: trainableSet = Set(parameters.names)
+        case .adapters: trainableSet = adapterNames
+        case .names(let names):
+            if let unknown = names.sorted().first(where: { parameters[$0] == nil }) {
+                throw ModelError.unknownTrainableTensor(unknown)
+            }
+            trainableSet = names
+        case .none: trainableSet = []
+        }
+        guard !trainableSet.isEmpty || trainable == .none else { throw ModelError.noTrainableTensors }
+        return ParameterStore(layout: parameters.names.filter(trainableSet.contains).map { ($0, parameters[$0]!.shape) })
+    }
 }

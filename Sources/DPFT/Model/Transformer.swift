@@ -196,7 +196,7 @@ struct Block {
     var mlpActivation: UnsafeMutablePointer<Float> // [N, I] llama: silu(gate)·up (gpt2, mixtral: unused)
 }
 
-/// A decoder-only transformer (GPT-2, Llama or Mixtral family, optional LoRA) with hand-written
+/// A decoder-only transformer of a family declared in Model/Families/ (optional LoRA) with hand-written
 /// forward and backward passes (DESIGN.md §2).
 ///
 /// Parameters live in one allocation, gradients in another; activations are allocated once
@@ -286,45 +286,8 @@ public final class Transformer {
         self.maxSequenceLength = maxSequenceLength
         adapterSpecs = try lora.map { try config.adapterSpecs(for: $0) } ?? []
 
-        // Parameters: model tensors then adapters, one allocation.
-        let specs = config.parameterSpecs
-        var layout = specs.map { (name: $0.name, shape: $0.shape) }
-        for adapter in adapterSpecs {
-            guard let a = checkpoint.adapters[adapter.loraAName], a.shape == [lora!.rank, adapter.inFeatures] else {
-                throw LoRAError.missingAdapter(adapter.loraAName)
-            }
-            guard let b = checkpoint.adapters[adapter.loraBName], b.shape == [adapter.outFeatures, lora!.rank] else {
-                throw LoRAError.missingAdapter(adapter.loraBName)
-            }
-            layout.append((adapter.loraAName, a.shape))
-            layout.append((adapter.loraBName, b.shape))
-        }
-        parameters = ParameterStore(layout: layout)
-        for spec in specs { parameters[spec.name]!.pointer.update(from: checkpoint.tensors[spec.name]!.pointer, count: spec.shape.reduce(1, *)) }
-        for adapter in adapterSpecs {
-            for name in [adapter.loraAName, adapter.loraBName] {
-                let tensor = parameters[name]!
-                tensor.pointer.update(from: checkpoint.adapters[name]!.pointer, count: tensor.count)
-            }
-        }
-
-        // Gradients for the trainable tensors only.
-        let adapterNames = Set(adapterSpecs.flatMap { [$0.loraAName, $0.loraBName] })
-        let trainable = requestedTrainable ?? (adapterNames.isEmpty ? .all : .adapters)
-        let trainableSet: Set<String>
-        switch trainable {
-        case .all: trainableSet = Set(layout.map(\.name))
-        case .adapters: trainableSet = adapterNames
-        case .names(let names):
-            let known = Set(layout.map(\.name))
-            if let unknown = names.sorted().first(where: { !known.contains($0) }) {
-                throw ModelError.unknownTrainableTensor(unknown)
-            }
-            trainableSet = names
-        case .none: trainableSet = []
-        }
-        guard !trainableSet.isEmpty || trainable == .none else { throw ModelError.noTrainableTensors }
-        gradients = ParameterStore(layout: layout.filter { trainableSet.contains($0.name) })
+        parameters = try Self.loadParameters(checkpoint, adapters: adapterSpecs, rank: lora?.rank ?? 0)
+        gradients = try Self.gradientStore(parameters, adapters: adapterSpecs, selection: requestedTrainable)
 
         // Activations and scratch.
         let C = config.hiddenSize, V = config.vocabularySize, I = config.intermediateSize
@@ -341,20 +304,8 @@ public final class Transformer {
         let binder = ModuleBinder(parameters: parameters, gradients: gradients, adapters: adapterSpecs, lora: lora,
                                   rows: N, buffer: buffer)
         let hasExperts = declaration.blocks.contains { $0.feedForward.hasExperts }
-        let isGated = declaration.blocks.contains { $0.feedForward.isGated }
-        for blockDeclaration in declaration.blocks {
-            let block = Block(
-                norm1: binder.norm(blockDeclaration.attentionNorm), qkv: binder.queryKeyValue(blockDeclaration),
-                attentionOutput: binder.linear(blockDeclaration.attentionOutput),
-                norm2: binder.norm(blockDeclaration.feedForwardNorm),
-                feedForward: binder.feedForward(blockDeclaration.feedForward, expertsPerToken: config.expertsPerToken),
-                input: buffer(N * C), norm1Out: buffer(N * C), norm1Mean: buffer(N), norm1Rstd: buffer(N),
-                qkvOut: buffer(N * W), probs: buffer(maxBatchSize * H * maxSequenceLength * maxSequenceLength),
-                attention: buffer(N * H * D), middle: buffer(N * C), norm2Out: buffer(N * C),
-                norm2Mean: buffer(N), norm2Rstd: buffer(N), mlpHidden: buffer(hasExperts ? 0 : N * I),
-                mlpHidden2: buffer(hasExperts ? 0 : N * I), mlpActivation: buffer(isGated ? N * I : 0))
-            blocks.append(block)
-        }
+        blocks = declaration.blocks.map { binder.block($0, config: config, maxBatchSize: maxBatchSize,
+                                                       maxSequenceLength: maxSequenceLength) }
         let embeddingName = declaration.tokenEmbedding.weightName
         tokenEmbedding = binder.weight(embeddingName)
         tokenEmbeddingGradient = binder.gradient(embeddingName)
