@@ -25,6 +25,15 @@ import Testing
         #expect(config.json.contains("\"architectures\": [\n    \"\(config.family.architecture)\""), "\(config.json)")
     }
 
+    /// The resolved values are written into config.json: the shared Llama keys and Mixtral's own.
+    @Test func resolvedDefaultsAreWritten() throws {
+        let config = try ModelConfig(json: Data(#"{"model_type": "mixtral"}"#.utf8), source: "defaults")
+        for member in ["\"hidden_size\": 4096", "\"num_key_value_heads\": 8", "\"rope_theta\": 1000000.0",
+                       "\"num_local_experts\": 8", "\"num_experts_per_tok\": 2", "\"tie_word_embeddings\": false"] {
+            #expect(config.json.contains(member), "\(member) in \(config.json)")
+        }
+    }
+
     @Test func wrongTypeNamesTheKeyAndTheValue() throws {
         let error = #expect(throws: ConfigError.self) {
             try ModelConfig(json: Data(#"{"model_type": "qwen2", "rope_parameters": [1]}"#.utf8), source: "c.json")

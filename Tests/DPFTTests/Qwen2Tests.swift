@@ -40,34 +40,16 @@ import Testing
         for setup in ["layer-wise", "per-block"] {
             let groups = try Self.decode([[String]].self, fixture.file.attribute("groups", on: "/clipped/\(setup)"))
             let thresholds = try fixture.file.readTensor(at: "/clipped/\(setup)/thresholds").values
-            let factors = try fixture.file.readTensor(at: "/clipped/\(setup)/clip_factors")
             let resolved = try GroupingRegistry.builtIn.resolve(strategy: setup, options: [:],
                                                                parameters: model.trainableParameterInfos, threshold: 1)
-            #expect(Set(resolved.groups.map { Set($0.parameters) }) == Set(groups.map(Set.init)), "\(name)/\(setup) groups")
-            let index = { (group: ParameterGroup) in groups.firstIndex { Set($0) == Set(group.parameters) }! }
-            let grouping = try Grouping(strategy: setup, groups: resolved.groups.map {
-                ParameterGroup(name: $0.name, threshold: Double(thresholds[index($0)]), parameters: $0.parameters)
+            try #require(Set(resolved.groups.map { Set($0.parameters) }) == Set(groups.map(Set.init)), "\(name)/\(setup) groups")
+            // the strategy's groups in the fixture's order, with its thresholds
+            let grouping = try Grouping(strategy: setup, groups: groups.enumerated().map { k, members in
+                let group = resolved.groups.first { Set($0.parameters) == Set(members) }!
+                return ParameterGroup(name: group.name, threshold: Double(thresholds[k]), parameters: group.parameters)
             }, parameters: model.trainableNames)
-            let engine = try PrivateGradient(model: model, grouping: grouping, clipping: .abadi)
-            model.zeroGradients()
-            try engine.accumulate(batch)
-            for i in 0..<batch.batchSize {
-                for (k, group) in grouping.groups.enumerated() {
-                    let expected = group.parameters.map {
-                        Double(fixture.squaredNorms.element([i, fixture.tensorNames.firstIndex(of: $0)!]))
-                    }.reduce(0, +).squareRoot()
-                    #expect(PerExampleReferenceTests.relative(engine.perSampleNorms[i][k], expected) <= 1e-4,
-                            "\(name)/\(setup): norm of \(group.name), example \(i)")
-                    let factor = Double(factors.pointer[i * groups.count + index(group)])
-                    #expect(PerExampleReferenceTests.relative(engine.clipFactors[i][k], factor) <= 1e-4,
-                            "\(name)/\(setup): clip factor of \(group.name), example \(i)")
-                }
-            }
-            for tensor in model.trainableNames {
-                let expected = try fixture.file.readTensor(at: "/clipped/\(setup)/\(tensor)")
-                let error = ReferenceModelTests.scaleRelative(model.gradients[tensor]!.values, expected.values)
-                #expect(error <= 1e-4, "\(name)/\(setup): clipped sum of \(tensor) off by \(error)")
-            }
+            try PerExampleReferenceTests().check(name, setup: setup, grouping: grouping, clipping: .abadi, model: model,
+                                                 batch: batch, fixture: fixture)
         }
     }
 

@@ -45,9 +45,11 @@ public struct LlamaShapedConfig: Encodable, Sendable {
         case numAttentionHeads = "num_attention_heads", numKeyValueHeads = "num_key_value_heads"
         case intermediateSize = "intermediate_size", maxPositionEmbeddings = "max_position_embeddings"
         case rmsNormEps = "rms_norm_eps", tieWordEmbeddings = "tie_word_embeddings", hiddenAct = "hidden_act"
-        case headDim = "head_dim", ropeTheta = "rope_theta", ropeParameters = "rope_parameters"
-        case ropeScaling = "rope_scaling"
+        case headDim = "head_dim", ropeTheta = "rope_theta"
     }
+
+    /// Read but not written back (the file's own values stay in the exported config).
+    enum RotaryKeys: String, CodingKey { case ropeParameters = "rope_parameters", ropeScaling = "rope_scaling" }
 
     /// The rotary base, wherever the file put it.
     public var theta: Double { ropeParameters?.ropeTheta ?? ropeTheta! }
@@ -69,11 +71,12 @@ public struct LlamaShapedConfig: Encodable, Sendable {
             throw ConfigValueError(key: keys.path(.hiddenAct), value: "\"\(hiddenAct)\"",
                                    reason: "dpft implements the SiLU (SwiGLU) MLP only")
         }
-        ropeParameters = try keys.value(RopeParameters.self, .ropeParameters, defaults: defaults)
+        let rotary = try decoder.container(keyedBy: RotaryKeys.self)
+        ropeParameters = try rotary.value(RopeParameters.self, .ropeParameters, defaults: defaults)
         ropeTheta = ropeParameters == nil ? try keys.positiveReal(.ropeTheta, default: defaults.ropeTheta)
                                           : try keys.value(Double.self, .ropeTheta)
-        if try keys.contains(.ropeScaling) && !keys.decodeNil(forKey: .ropeScaling) {
-            throw ConfigValueError(key: keys.path(.ropeScaling), value: "{…}",
+        if let scaling = try rotary.value(JSONValue.self, .ropeScaling) {
+            throw ConfigValueError(key: rotary.path(.ropeScaling), value: scaling.excerpt,
                                    reason: "rotary scaling is not supported; use null")
         }
         guard numAttentionHeads % numKeyValueHeads == 0 else {
@@ -90,22 +93,6 @@ public struct LlamaShapedConfig: Encodable, Sendable {
             throw ConfigValueError(key: keys.path(.headDim), value: "\(headDim)",
                                    reason: "rotary embeddings need an even head dimension")
         }
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var keys = encoder.container(keyedBy: CodingKeys.self)
-        try keys.encode(vocabSize, forKey: .vocabSize)
-        try keys.encode(hiddenSize, forKey: .hiddenSize)
-        try keys.encode(numHiddenLayers, forKey: .numHiddenLayers)
-        try keys.encode(numAttentionHeads, forKey: .numAttentionHeads)
-        try keys.encode(numKeyValueHeads, forKey: .numKeyValueHeads)
-        try keys.encode(intermediateSize, forKey: .intermediateSize)
-        try keys.encode(maxPositionEmbeddings, forKey: .maxPositionEmbeddings)
-        try keys.encode(rmsNormEps, forKey: .rmsNormEps)
-        try keys.encode(tieWordEmbeddings, forKey: .tieWordEmbeddings)
-        try keys.encode(hiddenAct, forKey: .hiddenAct)
-        try keys.encode(headDim, forKey: .headDim)
-        try keys.encodeIfPresent(ropeTheta, forKey: .ropeTheta)
     }
 
     /// The sizes of a dense or mixture-of-experts model of `type`.
