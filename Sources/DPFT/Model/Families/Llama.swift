@@ -180,6 +180,7 @@ enum LlamaShapedModules {
 public enum Llama: ModelFamily {
     public static let modelType = ModelType.llama
     public static let architecture = "LlamaForCausalLM"
+    /// transformers' LlamaConfig defaults for absent keys.
     public static let defaults = LlamaShapedConfig.Defaults(
         vocabularySize: 32000, hiddenSize: 4096, layerCount: 32, headCount: 32, keyValueHeadCount: nil,
         intermediateSize: 11008, maxPositions: 2048, normEpsilon: 1e-6, ropeTheta: 10000)

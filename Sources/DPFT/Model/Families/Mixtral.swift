@@ -7,6 +7,7 @@
 public enum Mixtral: ModelFamily {
     public static let modelType = ModelType.mixtral
     public static let architecture = "MixtralForCausalLM"
+    /// transformers' MixtralConfig defaults for absent keys.
     public static let defaults = LlamaShapedConfig.Defaults(
         vocabularySize: 32000, hiddenSize: 4096, layerCount: 32, headCount: 32, keyValueHeadCount: 8,
         intermediateSize: 14336, maxPositions: 131072, normEpsilon: 1e-5, ropeTheta: 1e6)

@@ -48,6 +48,7 @@ public struct ModuleDeclaration: Sendable, Equatable {
     /// True for GPT-2's Conv1D weights, which HF stores transposed (`[in, out]`).
     public var storedTransposedByHF: Bool
 
+    /// A module named `name` (its tensors are `name.weight` and, with `hasBias`, `name.bias`).
     public init(_ name: String, _ kind: ModuleKind, role: ParameterRole, shape: [Int], hasBias: Bool = false,
                 block: Int? = nil, expert: Int? = nil, storedTransposedByHF: Bool = false) {
         self.name = name
@@ -60,7 +61,9 @@ public struct ModuleDeclaration: Sendable, Equatable {
         self.storedTransposedByHF = storedTransposedByHF
     }
 
+    /// HF name of the weight, `<name>.weight`.
     public var weightName: String { name + ".weight" }
+    /// HF name of the bias, `<name>.bias`, when the module has one.
     public var biasName: String? { hasBias ? name + ".bias" : nil }
     /// Output features of a linear (rows of its weight).
     public var outFeatures: Int { shape[0] }
@@ -147,6 +150,7 @@ public struct ModelDeclaration: Sendable, Equatable {
     /// The untied LM head; nil when the head is the token embedding.
     public var head: ModuleDeclaration?
 
+    /// The learned position embedding, when positions are learned.
     public var positionEmbedding: ModuleDeclaration? {
         if case .learned(let module) = positions { return module }
         return nil
@@ -182,5 +186,6 @@ public protocol ModelFamily {
 }
 
 extension ModelFamily {
+    /// Files store dpft's names unchanged unless a family says otherwise.
     public static func canonicalName(_ storedName: String) -> String { storedName }
 }

@@ -6,6 +6,7 @@
 public enum Qwen2: ModelFamily {
     public static let modelType = ModelType.qwen2
     public static let architecture = "Qwen2ForCausalLM"
+    /// transformers' Qwen2Config defaults for absent keys.
     public static let defaults = LlamaShapedConfig.Defaults(
         vocabularySize: 151936, hiddenSize: 4096, layerCount: 32, headCount: 32, keyValueHeadCount: 32,
         intermediateSize: 22016, maxPositions: 32768, normEpsilon: 1e-6, ropeTheta: 10000)
