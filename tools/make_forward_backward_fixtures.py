@@ -374,10 +374,11 @@ def i64(t):
     return np.ascontiguousarray(t.detach().cpu().numpy().astype(np.int64))
 
 
-def make_reference(summary):
+def make_reference(summary, cases=CASES, generator=GENERATOR):
+    """Writes reference/<case>.h5 for each (case, model dir under hf/, lora, seed) of `cases`."""
     os.makedirs(REF_OUT, exist_ok=True)
     ids, labels, mask, alt_ids = make_batch()
-    for case, mdir, lora, seed in CASES:
+    for case, mdir, lora, seed in cases:
         model_dir = os.path.join(HF, mdir)
         model, params, lora_info = build_case(model_dir, lora, seed)
         logits, pel, loss, grads, counts = run(model, ids, labels, mask, params)
@@ -385,7 +386,7 @@ def make_reference(summary):
         for n, p in params.items():
             assert grads[n].shape == p.shape
             assert torch.isfinite(grads[n]).all()
-        attrs = {"case": case, "model_dir": f"hf/{mdir}", "generator": GENERATOR,
+        attrs = {"case": case, "model_dir": f"hf/{mdir}", "generator": generator,
                  "loss_shape_note": LOSS_SHAPE_NOTE, "loss_definition": LOSS_DEFINITION,
                  "pad_token_id": PAD_ID, "trainable": "all" if lora is None else "adapters",
                  "tied": int(bool(model.config.tie_word_embeddings)),

@@ -183,7 +183,9 @@ def load_reference(case):
     return ref
 
 
-def make_case(case, mdir, lora, seed):
+def per_example_gradients(case, mdir, lora, seed):
+    """The case's float64 per-example gradients g64 {name: [B, *shape]}, after every check
+    against the reference file, a float32 vmap and a per-example autograd loop."""
     ref = load_reference(case)
     assert ref["attrs"]["model_dir"] == f"hf/{mdir}", ref["attrs"]["model_dir"]
     ids, labels, mask, _ = fb.make_batch()
@@ -240,6 +242,14 @@ def make_case(case, mdir, lora, seed):
     empty = fb.EMPTY_EXAMPLE
     if any(g64[n][empty].abs().max().item() != 0.0 for n in tensor_names):
         raise SystemExit(f"{case}: example {empty} (no labels) has a nonzero gradient")
+    return dict(ref=ref, B=B, tensor_names=tensor_names, tied=tied, g64=g64, mean_rel=mean_rel,
+                loop_rel=loop_rel, f64_rel=f64_rel, mean64_rel=mean64_rel, empty=empty)
+
+
+def make_case(case, mdir, lora, seed, generator=GENERATOR):
+    r = per_example_gradients(case, mdir, lora, seed)
+    ref, B, tensor_names, tied, g64, empty = (r[k] for k in ("ref", "B", "tensor_names", "tied", "g64", "empty"))
+    mean_rel, loop_rel, f64_rel, mean64_rel = (r[k] for k in ("mean_rel", "loop_rel", "f64_rel", "mean64_rel"))
 
     # norms
     P = len(tensor_names)
@@ -276,7 +286,7 @@ def make_case(case, mdir, lora, seed):
     if os.path.exists(path):
         os.remove(path)
     attrs = {"case": case, "reference": f"reference/{case}.h5", "model_dir": f"hf/{mdir}",
-             "generator": GENERATOR, "method": METHOD,
+             "generator": generator, "method": METHOD,
              "precision": "gradients in float64 (float64 model copy; checked against float32 vmap "
                           "and the float32 reference grads/); clipped sums rounded to float32",
              "tensor_names": json.dumps(tensor_names), "batch_size": B,

@@ -7,7 +7,8 @@ struct InitCommand: ParsableCommand {
         commandName: "init",
         abstract: "Create a randomly initialised checkpoint from a Hugging Face config.json.",
         discussion: """
-            Supports model_type gpt2, llama and mixtral. Weights and embeddings are drawn from \
+            Supports model_type \(ModelType.allCases.map(\.rawValue).joined(separator: ", ")). \
+            Weights and embeddings are drawn from \
             normal(0, 0.02), norm weights are 1 and biases 0; the same --seed gives the same file.
             """)
 

@@ -47,8 +47,9 @@ public enum HuggingFace {
     /// Reads `config.json`, `model.safetensors` (or the shards listed in
     /// `model.safetensors.index.json`) and, when present, `tokenizer.model`.
     ///
-    /// GPT-2's Conv1D weights (`[in, out]` in HF) are transposed to dpft's `[out, in]`; a tied
-    /// LM head stored in the file is checked against the embedding and dropped.
+    /// Names and shapes come from the family's declaration: weights HF stores transposed
+    /// (GPT-2's Conv1D, `[in, out]`) become dpft's `[out, in]`; a tied LM head stored in the
+    /// file is checked against the embedding and dropped.
     public static func importModel(from directory: URL) throws -> Checkpoint {
         let path = directory.path
         var isDirectory: ObjCBool = false
@@ -65,7 +66,7 @@ public enum HuggingFace {
         var sources: [String: (file: SafeTensorsFile, storedName: String)] = [:]
         for file in try weightFiles(in: directory) {
             for storedName in file.tensorNames where !isNonParameterBuffer(storedName) {
-                sources[normalizedName(storedName, modelType: config.modelType)] = (file, storedName)
+                sources[config.family.canonicalName(storedName)] = (file, storedName)
             }
         }
 
@@ -114,7 +115,9 @@ public enum HuggingFace {
         struct Index: Decodable { var weight_map: [String: String] }
         let index: Index
         do {
-            index = try JSONDecoder().decode(Index.self, from: data)
+            index = try JSONValueDecoder.decode(Index.self, from: data, source: indexURL.path)
+        } catch let error as JSONParseError {
+            throw ConfigError.invalidJSON(error)
         } catch {
             throw ConfigError.invalidValue(source: indexURL.path, key: "weight_map", value: "…",
                                            reason: "expected an object mapping tensor names to shard files")
@@ -132,14 +135,6 @@ public enum HuggingFace {
             files.append(file)
         }
         return files
-    }
-
-    /// GPT-2 checkpoints saved from `GPT2Model` lack the `transformer.` prefix.
-    static func normalizedName(_ name: String, modelType: ModelType) -> String {
-        if modelType == .gpt2 && !name.hasPrefix("transformer.") && name != "lm_head.weight" {
-            return "transformer." + name
-        }
-        return name
     }
 
     /// Writes `checkpoint` into `directory` (created if needed), each file atomically.

@@ -2,7 +2,7 @@
 public enum ParameterRole: String, Sendable, Codable, CaseIterable {
     /// Token and position embeddings (a tied embedding is also the head).
     case embedding
-    /// Attention projections (q/k/v/o, c_attn, attn.c_proj) and their LoRA.
+    /// Attention projections (q/k/v/o, c_attn, attn.c_proj) and their LoRA, as the family declares.
     case attention
     /// MLP projections (c_fc, mlp.c_proj, gate/up/down) and their LoRA.
     case mlp
@@ -41,42 +41,23 @@ extension ModelConfig {
     /// Grouping descriptions of every model tensor followed by every adapter tensor, in
     /// forward order (the backward pass visits them in reverse).
     public func parameterInfos(adapters: [AdapterSpec] = []) -> [ParameterInfo] {
-        func module(of name: String) -> String {
-            for suffix in [".lora_A.weight", ".lora_B.weight", ".weight", ".bias"] where name.hasSuffix(suffix) {
-                return String(name.dropLast(suffix.count))
-            }
-            return name
-        }
-        func role(of spec: ParameterSpec) -> ParameterRole {
-            switch spec.kind {
-            case .embedding, .positionEmbedding: return .embedding
-            case .normWeight, .normBias: return .norm
-            case .router: return .router
-            case .linearWeight, .linearBias, .loraA, .loraB:
-                if spec.name == "lm_head.weight" { return .head }
-                if spec.name.contains(".experts.") { return .expert }
-                return spec.name.contains("attn") ? .attention : .mlp
-            }
-        }
-        func expert(of name: String) -> Int? {
-            guard let range = name.range(of: ".experts.") else { return nil }
-            return Int(name[range.upperBound...].prefix { $0.isNumber })
-        }
+        let embeddingName = embeddingName
         var infos: [ParameterInfo] = []
         for spec in parameterSpecs {
-            infos.append(ParameterInfo(name: spec.name, shape: spec.shape, kind: spec.kind, role: role(of: spec),
-                                       block: spec.block, expert: expert(of: spec.name), module: module(of: spec.name),
-                                       isTiedHead: tiedEmbeddings && spec.name == embeddingName))
+            let info = ParameterInfo(name: spec.name, shape: spec.shape, kind: spec.kind, role: spec.role,
+                                     block: spec.block, expert: spec.expert, module: spec.module,
+                                     isTiedHead: tiedEmbeddings && spec.name == embeddingName)
+            infos.append(info)
+            // an adapted module's LoRA A and B follow its weight, sharing its place
             for adapter in adapters where adapter.weightName == spec.name {
-                let base = infos.last!
                 for (name, kind, shape) in [(adapter.loraAName, ParameterKind.loraA, [0, adapter.inFeatures]),
                                             (adapter.loraBName, ParameterKind.loraB, [adapter.outFeatures, 0])] {
-                    var info = base
-                    info.name = name
-                    info.kind = kind
-                    info.shape = shape
-                    info.isTiedHead = false
-                    infos.append(info)
+                    var adapterInfo = info
+                    adapterInfo.name = name
+                    adapterInfo.kind = kind
+                    adapterInfo.shape = shape
+                    adapterInfo.isTiedHead = false
+                    infos.append(adapterInfo)
                 }
             }
         }

@@ -71,31 +71,36 @@ public struct AdapterSpec: Sendable, Equatable {
 }
 
 extension ModelConfig {
-    /// Short names of the linear modules LoRA can adapt in this model, in first-seen order.
+    /// The modules LoRA can adapt: every block's linear (not the routers, embeddings or head).
+    var adaptableModules: [ModuleDeclaration] {
+        declaration.modules.filter { $0.kind == .linear && $0.block != nil }
+    }
+
+    /// Short names of the linear modules LoRA can adapt in this model, in first-seen order
+    /// (the last component of the module name, as PEFT's `target_modules` matches it).
     public var adaptableModuleNames: [String] {
         var seen: [String] = []
-        for spec in parameterSpecs where spec.kind == .linearWeight && spec.block != nil {
-            let short = spec.name.dropLast(".weight".count).split(separator: ".").last.map(String.init) ?? ""
-            if !seen.contains(short) { seen.append(short) }
-        }
+        for module in adaptableModules where !seen.contains(module.shortName) { seen.append(module.shortName) }
         return seen
     }
 
     /// The modules `lora` adapts; an unknown target is an error naming it.
     public func adapterSpecs(for lora: LoRAConfig) throws -> [AdapterSpec] {
         guard lora.rank > 0 else { throw LoRAError.invalidRank(lora.rank) }
+        let modules = adaptableModules
         let available = adaptableModuleNames
         for target in lora.targets where !available.contains(target) {
             throw LoRAError.unknownTarget(target, available: available)
         }
-        return parameterSpecs.compactMap { spec in
-            guard spec.kind == .linearWeight, spec.block != nil else { return nil }
-            let module = String(spec.name.dropLast(".weight".count))
-            let short = module.split(separator: ".").last.map(String.init) ?? ""
-            guard lora.targets.contains(short) else { return nil }
-            return AdapterSpec(module: module, inFeatures: spec.shape[1], outFeatures: spec.shape[0], block: spec.block)
+        return modules.filter { lora.targets.contains($0.shortName) }.map { module in
+            AdapterSpec(module: module.name, inFeatures: module.shape[1], outFeatures: module.shape[0], block: module.block)
         }
     }
+}
+
+extension ModuleDeclaration {
+    /// The last component of the name (`q_proj`, `c_attn`, `w1`): what LoRA targets match.
+    var shortName: String { name.split(separator: ".").last.map(String.init) ?? name }
 }
 
 extension Checkpoint {

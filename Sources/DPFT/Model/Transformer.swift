@@ -196,7 +196,7 @@ struct Block {
     var mlpActivation: UnsafeMutablePointer<Float> // [N, I] llama: silu(gate)·up (gpt2, mixtral: unused)
 }
 
-/// A decoder-only transformer (GPT-2, Llama or Mixtral family, optional LoRA) with hand-written
+/// A decoder-only transformer of a family declared in Model/Families/ (optional LoRA) with hand-written
 /// forward and backward passes (DESIGN.md §2).
 ///
 /// Parameters live in one allocation, gradients in another; activations are allocated once
@@ -276,7 +276,8 @@ public final class Transformer {
         }
         let lora = try checkpoint.loraConfig()
         let config = checkpoint.config
-        guard maxSequenceLength <= config.maxPositions || config.modelType != .gpt2 else {
+        // learned position embeddings have P rows; rotary positions have no table to outgrow
+        guard maxSequenceLength <= config.maxPositions || config.declaration.positionEmbedding == nil else {
             throw ModelError.sequenceTooLong(length: maxSequenceLength, maxPositions: config.maxPositions)
         }
         self.config = config
@@ -285,45 +286,8 @@ public final class Transformer {
         self.maxSequenceLength = maxSequenceLength
         adapterSpecs = try lora.map { try config.adapterSpecs(for: $0) } ?? []
 
-        // Parameters: model tensors then adapters, one allocation.
-        let specs = config.parameterSpecs
-        var layout = specs.map { (name: $0.name, shape: $0.shape) }
-        for adapter in adapterSpecs {
-            guard let a = checkpoint.adapters[adapter.loraAName], a.shape == [lora!.rank, adapter.inFeatures] else {
-                throw LoRAError.missingAdapter(adapter.loraAName)
-            }
-            guard let b = checkpoint.adapters[adapter.loraBName], b.shape == [adapter.outFeatures, lora!.rank] else {
-                throw LoRAError.missingAdapter(adapter.loraBName)
-            }
-            layout.append((adapter.loraAName, a.shape))
-            layout.append((adapter.loraBName, b.shape))
-        }
-        parameters = ParameterStore(layout: layout)
-        for spec in specs { parameters[spec.name]!.pointer.update(from: checkpoint.tensors[spec.name]!.pointer, count: spec.shape.reduce(1, *)) }
-        for adapter in adapterSpecs {
-            for name in [adapter.loraAName, adapter.loraBName] {
-                let tensor = parameters[name]!
-                tensor.pointer.update(from: checkpoint.adapters[name]!.pointer, count: tensor.count)
-            }
-        }
-
-        // Gradients for the trainable tensors only.
-        let adapterNames = Set(adapterSpecs.flatMap { [$0.loraAName, $0.loraBName] })
-        let trainable = requestedTrainable ?? (adapterNames.isEmpty ? .all : .adapters)
-        let trainableSet: Set<String>
-        switch trainable {
-        case .all: trainableSet = Set(layout.map(\.name))
-        case .adapters: trainableSet = adapterNames
-        case .names(let names):
-            let known = Set(layout.map(\.name))
-            if let unknown = names.sorted().first(where: { !known.contains($0) }) {
-                throw ModelError.unknownTrainableTensor(unknown)
-            }
-            trainableSet = names
-        case .none: trainableSet = []
-        }
-        guard !trainableSet.isEmpty || trainable == .none else { throw ModelError.noTrainableTensors }
-        gradients = ParameterStore(layout: layout.filter { trainableSet.contains($0.name) })
+        parameters = try Self.loadParameters(checkpoint, adapters: adapterSpecs, rank: lora?.rank ?? 0)
+        gradients = try Self.gradientStore(parameters, adapters: adapterSpecs, selection: requestedTrainable)
 
         // Activations and scratch.
         let C = config.hiddenSize, V = config.vocabularySize, I = config.intermediateSize
@@ -336,87 +300,27 @@ public final class Transformer {
             storages.append(storage)
             return storage.base
         }
-        let params = parameters, grads = gradients
-        func weight(_ name: String) -> UnsafeMutablePointer<Float> { params[name]!.pointer }
-        func gradient(_ name: String) -> UnsafeMutablePointer<Float>? { grads[name]?.pointer }
-        let tensorIndices = Dictionary(uniqueKeysWithValues: grads.names.enumerated().map { ($1, $0) })
-        func tensor(_ name: String) -> Int? { tensorIndices[name] }
-        let adapterByModule = Dictionary(uniqueKeysWithValues: adapterSpecs.map { ($0.module, $0) })
-        func linear(_ module: String, hasBias: Bool, outColumn: Int = 0) -> LinearModule {
-            let shape = params[module + ".weight"]!.shape
-            var result = LinearModule(weight: weight(module + ".weight"),
-                                      bias: hasBias ? weight(module + ".bias") : nil,
-                                      weightGradient: gradient(module + ".weight"),
-                                      biasGradient: hasBias ? gradient(module + ".bias") : nil,
-                                      inFeatures: shape[1], outFeatures: shape[0],
-                                      weightTensor: tensor(module + ".weight"),
-                                      biasTensor: hasBias ? tensor(module + ".bias") : nil, outColumn: outColumn)
-            if let adapter = adapterByModule[module], let lora {
-                result.lora = LinearModule.LoRAState(
-                    a: weight(adapter.loraAName), b: weight(adapter.loraBName),
-                    aGradient: gradient(adapter.loraAName), bGradient: gradient(adapter.loraBName),
-                    hidden: buffer(N * R), rank: lora.rank, scale: lora.scale,
-                    aTensor: tensor(adapter.loraAName), bTensor: tensor(adapter.loraBName))
-            }
-            return result
+        let declaration = config.declaration
+        let binder = ModuleBinder(parameters: parameters, gradients: gradients, adapters: adapterSpecs, lora: lora,
+                                  rows: N, buffer: buffer)
+        let hasExperts = declaration.blocks.contains { $0.feedForward.hasExperts }
+        blocks = declaration.blocks.map { binder.block($0, config: config, maxBatchSize: maxBatchSize,
+                                                       maxSequenceLength: maxSequenceLength) }
+        let embeddingName = declaration.tokenEmbedding.weightName
+        tokenEmbedding = binder.weight(embeddingName)
+        tokenEmbeddingGradient = binder.gradient(embeddingName)
+        let positionName = declaration.positionEmbedding?.weightName
+        positionEmbedding = positionName.map(binder.weight)
+        positionEmbeddingGradient = positionName.flatMap(binder.gradient)
+        finalNorm = binder.norm(declaration.finalNorm)
+        head = binder.head(declaration)
+        tokenEmbeddingTensor = binder.tensor(embeddingName)
+        positionEmbeddingTensor = positionName.flatMap(binder.tensor)
+        if case .rotary(let theta) = declaration.positions {
+            rotary = RotaryTable(maxPositions: maxSequenceLength, headDimension: D, theta: theta)
+        } else {
+            rotary = nil
         }
-        func norm(_ module: String, hasBias: Bool) -> NormParameters {
-            NormParameters(weight: weight(module + ".weight"), bias: hasBias ? weight(module + ".bias") : nil,
-                           weightGradient: gradient(module + ".weight"),
-                           biasGradient: hasBias ? gradient(module + ".bias") : nil,
-                           weightTensor: tensor(module + ".weight"), biasTensor: hasBias ? tensor(module + ".bias") : nil)
-        }
-
-        let isGPT2 = config.modelType == .gpt2, isMixtral = config.modelType == .mixtral
-        for l in 0..<config.layerCount {
-            let p = isGPT2 ? "transformer.h.\(l)." : "model.layers.\(l)."
-            let feedForward: FeedForward
-            switch config.modelType {
-            case .gpt2:
-                feedForward = .gelu(fc: linear(p + "mlp.c_fc", hasBias: true), projection: linear(p + "mlp.c_proj", hasBias: true))
-            case .llama:
-                feedForward = .swiglu(gate: linear(p + "mlp.gate_proj", hasBias: false), up: linear(p + "mlp.up_proj", hasBias: false),
-                                      down: linear(p + "mlp.down_proj", hasBias: false))
-            case .mixtral:
-                let m = p + "block_sparse_moe."
-                let experts = (0..<config.expertCount).map { e in
-                    MixtureOfExperts.Expert(gate: linear(m + "experts.\(e).w1", hasBias: false),
-                                            down: linear(m + "experts.\(e).w2", hasBias: false),
-                                            up: linear(m + "experts.\(e).w3", hasBias: false))
-                }
-                feedForward = .experts(MixtureOfExperts(router: linear(m + "gate", hasBias: false), experts: experts,
-                                                        expertsPerToken: config.expertsPerToken, loraRank: R,
-                                                        maxRows: N, buffer: buffer))
-            }
-            let block = Block(
-                norm1: norm(p + (isGPT2 ? "ln_1" : "input_layernorm"), hasBias: isGPT2),
-                qkv: isGPT2 ? [linear(p + "attn.c_attn", hasBias: true)]
-                    : [linear(p + "self_attn.q_proj", hasBias: false),
-                       linear(p + "self_attn.k_proj", hasBias: false, outColumn: H * D),
-                       linear(p + "self_attn.v_proj", hasBias: false, outColumn: (H + KV) * D)],
-                attentionOutput: linear(p + (isGPT2 ? "attn.c_proj" : "self_attn.o_proj"), hasBias: isGPT2),
-                norm2: norm(p + (isGPT2 ? "ln_2" : "post_attention_layernorm"), hasBias: isGPT2),
-                feedForward: feedForward,
-                input: buffer(N * C), norm1Out: buffer(N * C), norm1Mean: buffer(N), norm1Rstd: buffer(N),
-                qkvOut: buffer(N * W), probs: buffer(maxBatchSize * H * maxSequenceLength * maxSequenceLength),
-                attention: buffer(N * H * D), middle: buffer(N * C), norm2Out: buffer(N * C),
-                norm2Mean: buffer(N), norm2Rstd: buffer(N), mlpHidden: buffer(isMixtral ? 0 : N * I),
-                mlpHidden2: buffer(isMixtral ? 0 : N * I), mlpActivation: buffer(isGPT2 || isMixtral ? 0 : N * I))
-            blocks.append(block)
-        }
-        let embeddingName = config.embeddingName
-        tokenEmbedding = weight(embeddingName)
-        tokenEmbeddingGradient = gradient(embeddingName)
-        positionEmbedding = isGPT2 ? weight("transformer.wpe.weight") : nil
-        positionEmbeddingGradient = isGPT2 ? gradient("transformer.wpe.weight") : nil
-        finalNorm = norm(isGPT2 ? "transformer.ln_f" : "model.norm", hasBias: isGPT2)
-        let headName = config.tiedEmbeddings ? embeddingName : "lm_head.weight"
-        head = LinearModule(weight: weight(headName), bias: nil, weightGradient: gradient(headName),
-                            biasGradient: nil, inFeatures: C, outFeatures: V, weightTensor: tensor(headName),
-                            outputGradientIsStable: true, isTiedHead: config.tiedEmbeddings)
-        tokenEmbeddingTensor = tensor(embeddingName)
-        positionEmbeddingTensor = isGPT2 ? tensor("transformer.wpe.weight") : nil
-        rotary = isGPT2 ? nil : RotaryTable(maxPositions: maxSequenceLength, headDimension: D, theta: config.ropeTheta)
 
         let idsStorage = UnsafeMutablePointer<Int32>.allocate(capacity: N)
         let targetsStorage = UnsafeMutablePointer<Int32>.allocate(capacity: N)
@@ -436,11 +340,11 @@ public final class Transformer {
         qkvGradient = buffer(N * W)
         attentionGradient = buffer(N * H * D)
         probsGradient = buffer(maxBatchSize * H * maxSequenceLength * maxSequenceLength)
-        mlpGradient = buffer(isMixtral ? 0 : N * I)
-        mlpGradient2 = buffer(isMixtral ? 0 : N * I)
-        mlpGradient3 = buffer(isMixtral ? 0 : N * I)
+        mlpGradient = buffer(hasExperts ? 0 : N * I)
+        mlpGradient2 = buffer(hasExperts ? 0 : N * I)
+        mlpGradient3 = buffer(hasExperts ? 0 : N * I)
         loraScratch = buffer(max(N * R, 1))
-        expertScratch = isMixtral ? MixtureOfExperts.Scratch(maxRows: N, channels: C, inner: I, experts: config.expertCount,
+        expertScratch = hasExperts ? MixtureOfExperts.Scratch(maxRows: N, channels: C, inner: I, experts: config.expertCount,
                                                               perToken: config.expertsPerToken, loraRank: R) : nil
         self.storages = storages
     }
