@@ -10,6 +10,8 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
     case shapeMismatch(path: String, name: String, expected: [Int], found: [Int])
     case wrongType(path: String, object: String, expected: String)
     case hdf5(path: String, object: String, operation: String)
+    /// A checksummed dataset's data no longer matches its Fletcher-32 checksum.
+    case checksumMismatch(path: String, object: String)
     case writeFailed(path: String, reason: String)
 
     public var description: String {
@@ -34,6 +36,8 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
             return "\(path): `\(object)` has the wrong type; expected \(expected)."
         case .hdf5(let path, let object, let operation):
             return "\(path): HDF5 could not \(operation) at `\(object)`."
+        case .checksumMismatch(let path, let object):
+            return "\(path): `\(object)` fails its checksum — the file is damaged (disk, copy or transfer). Restore it from a good copy, or resume from an earlier checkpoint."
         case .writeFailed(let path, let reason):
             return "\(path): could not write: \(reason)."
         }
