@@ -48,4 +48,58 @@ import Testing
         let base = try Checkpoint.read(from: Fixtures.directory.appendingPathComponent("../../../checkpoints/base.h5").standardized)
         #expect(!base.tensors.isEmpty)
     }
+
+    /// A tiny Llama checkpoint written by hand with the given root attributes, and one tensor
+    /// replaced by `poisoned` values when given.
+    private func handWritten(formatVersion: HDF5AttributeValue?, modelType: String?, poisoned: Float? = nil,
+                             in directory: URL) throws -> URL {
+        let url = directory.appendingPathComponent("model.h5")
+        let checkpoint = Checkpoint.initialized(config: try CheckpointTests.config(CheckpointTests.tinyLlama), seed: 1)
+        let file = try HDF5File.create(url.path)
+        try file.setAttribute("format", .string("dpft"))
+        if let formatVersion { try file.setAttribute("format_version", formatVersion) }
+        if let modelType { try file.setAttribute("model_type", .string(modelType)) }
+        try file.setAttribute("config", .string(checkpoint.config.json))
+        try file.createGroup("/tensors")
+        for (name, tensor) in checkpoint.tensors {
+            if let poisoned, name == "model.layers.1.mlp.up_proj.weight" { tensor.pointer[5] = poisoned }
+            try file.writeTensor(tensor, at: "/tensors/\(name)")
+        }
+        try file.flush()
+        return url
+    }
+
+    /// `format_version: 99`, a version that is not an integer, a missing one, and a
+    /// `model_type` that contradicts the config were all accepted.
+    @Test func headerAttributesAreChecked() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var url = try handWritten(formatVersion: .integer(99), modelType: "llama", in: directory)
+        #expect(throws: CheckpointError.unsupportedVersion(path: url.path, found: 99)) { try Checkpoint.read(from: url) }
+        url = try handWritten(formatVersion: .string("1"), modelType: "llama", in: directory)
+        #expect(throws: CheckpointError.self) { try Checkpoint.read(from: url) }
+        url = try handWritten(formatVersion: nil, modelType: "llama", in: directory)
+        #expect(throws: CheckpointError.missingAttribute(path: url.path, name: "format_version")) {
+            try Checkpoint.read(from: url)
+        }
+        url = try handWritten(formatVersion: .integer(1), modelType: "gpt2", in: directory)
+        let error = #expect(throws: CheckpointError.self) { try Checkpoint.read(from: url) }
+        #expect(error?.description.contains("model_type") == true)
+        url = try handWritten(formatVersion: .integer(1), modelType: "llama", in: directory)
+        #expect(try Checkpoint.read(from: url).tensors.count == CheckpointTests.config(CheckpointTests.tinyLlama).parameterSpecs.count)
+    }
+
+    /// A base checkpoint holding one NaN (or ∞) trained, evaluated and exported NaN models; it is
+    /// now refused at load, naming the tensor and the element.
+    @Test(arguments: [Float.nan, .infinity, -.infinity])
+    func nonFiniteWeightsAreRefusedByName(value: Float) throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let url = try handWritten(formatVersion: .integer(1), modelType: "llama", poisoned: value, in: directory)
+        let error = #expect(throws: CheckpointError.self) { try Checkpoint.read(from: url) }
+        guard case .nonFiniteTensor(_, let name, let index, _)? = error else {
+            Issue.record("unexpected \(String(describing: error))"); return
+        }
+        #expect(name == "model.layers.1.mlp.up_proj.weight" && index == 5)
+    }
 }
