@@ -61,6 +61,24 @@ struct ExportCommand: ParsableCommand {
         if mergeLora && hadAdapters { notes.append("LoRA merged") }
         if !model.adapters.isEmpty { notes.append("adapters in PEFT layout") }
         if model.privacyLedger != nil { notes.append("privacy ledger in privacy_ledger.json") }
+        if let text = model.privacyLedger, let ledger = try? PrivacyLedger(json: text) { warnAbout(ledger) }
         print("exported \(checkpoint) → \(output)/ (\(format.rawValue)\(notes.isEmpty ? "" : "; " + notes.joined(separator: ", ")))")
+    }
+
+    /// What the ledger says about the release that the user must not miss, on standard error.
+    private func warnAbout(_ ledger: PrivacyLedger) {
+        if !ledger.privateRelease {
+            FileHandle.standardError.write(Data("""
+                warning: \(checkpoint) was trained with a fixed noise seed (privacy.noise_seed): whoever \
+                knows the seed can rebuild every batch and noise draw, so this export is NOT a private \
+                release. Retrain without noise_seed for one.\n
+                """.utf8))
+        }
+        if !ledger.epsilon.isFinite {
+            FileHandle.standardError.write(Data("""
+                warning: the ledger of \(checkpoint) has ε = \(ledger.epsilon): this export carries no \
+                differential-privacy guarantee.\n
+                """.utf8))
+        }
     }
 }

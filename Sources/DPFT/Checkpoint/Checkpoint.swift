@@ -126,49 +126,18 @@ public struct Checkpoint {
 
     // MARK: Reading
 
-    /// Reads and validates a checkpoint: the format marker, the config, and every tensor's
-    /// presence and shape. Errors name the file and the tensor.
+    /// Reads and validates a checkpoint: the format marker and version, the config (and that
+    /// `model_type` agrees with it), every tensor's presence and shape, and that every weight
+    /// is finite. Errors name the file and the tensor.
     public static func read(from url: URL) throws -> Checkpoint {
         let path = url.path
         let file = try HDF5File.openForReading(path)
-        guard let format = try file.attribute("format") else {
-            throw CheckpointError.wrongFormat(path: path, found: "(none)")
-        }
-        guard format.stringValue == "dpft" else {
-            throw CheckpointError.wrongFormat(path: path, found: format.stringValue ?? "\(format)")
-        }
-        if case .integer(let version)? = try file.attribute("format_version"), version > formatVersion {
-            throw CheckpointError.unsupportedVersion(path: path, found: version)
-        }
-        guard let configText = try file.attribute("config")?.stringValue else {
-            throw CheckpointError.missingAttribute(path: path, name: "config")
-        }
-        let config = try ModelConfig(json: Data(configText.utf8), source: "\(path) (attribute `config`)")
-
-        guard file.isGroup("/tensors") else {
-            throw CheckpointError.missingTensor(path: path, name: config.parameterSpecs.first?.name ?? "/tensors")
-        }
-        let specs = config.parameterSpecs
-        let known = Set(specs.map(\.name))
-        if let extra = try file.children(of: "/tensors").first(where: { !known.contains($0) }) {
-            throw CheckpointError.unexpectedTensor(path: path, name: extra)
-        }
-        var tensors: [String: Tensor] = [:]
-        for spec in specs {
-            let objectPath = "/tensors/\(spec.name)"
-            guard file.exists(objectPath) else {
-                throw CheckpointError.missingTensor(path: path, name: spec.name)
-            }
-            let shape = try file.shape(of: objectPath)
-            guard shape == spec.shape else {
-                throw CheckpointError.shapeMismatch(path: path, name: spec.name, expected: spec.shape, found: shape)
-            }
-            tensors[spec.name] = try file.readTensor(at: objectPath)
-        }
+        let config = try readHeader(file)
+        let tensors = try readModelTensors(file, config: config)
         var checkpoint = Checkpoint(config: config, tensors: tensors)
         if file.isGroup("/adapters") {
             for name in try file.children(of: "/adapters") {
-                checkpoint.adapters[name] = try file.readTensor(at: "/adapters/\(name)")
+                checkpoint.adapters[name] = try finite(try file.readTensor(at: "/adapters/\(name)"), name: name, path: path)
             }
             checkpoint.adapterConfig = try file.attribute("adapter_config", on: "/adapters")?.stringValue
         }
@@ -195,5 +164,73 @@ public struct Checkpoint {
             checkpoint.trainingState = try file.attribute("json", on: "/state")?.stringValue
         }
         return checkpoint
+    }
+
+    /// The root attributes: `format` = "dpft", an integer `format_version` this build reads,
+    /// the config, and a `model_type` that matches the config's.
+    private static func readHeader(_ file: HDF5File) throws -> ModelConfig {
+        let path = file.path
+        guard let format = try file.attribute("format") else {
+            throw CheckpointError.wrongFormat(path: path, found: "(none)")
+        }
+        guard format.stringValue == "dpft" else {
+            throw CheckpointError.wrongFormat(path: path, found: format.stringValue ?? "\(format)")
+        }
+        switch try file.attribute("format_version") {
+        case .integer(let version)? where version >= 1 && version <= formatVersion:
+            break
+        case .integer(let version)?:
+            throw CheckpointError.unsupportedVersion(path: path, found: version)
+        case let other?:
+            throw CheckpointError.invalidAttribute(path: path, name: "format_version", found: "\(other)",
+                                                   expected: "the integer \(formatVersion)")
+        case nil:
+            throw CheckpointError.missingAttribute(path: path, name: "format_version")
+        }
+        guard let configText = try file.attribute("config")?.stringValue else {
+            throw CheckpointError.missingAttribute(path: path, name: "config")
+        }
+        let config = try ModelConfig(json: Data(configText.utf8), source: "\(path) (attribute `config`)")
+        if let modelType = try file.attribute("model_type"), modelType.stringValue != config.modelType.rawValue {
+            throw CheckpointError.invalidAttribute(path: path, name: "model_type", found: "\(modelType)",
+                                                   expected: "\"\(config.modelType.rawValue)\" as in its config")
+        }
+        return config
+    }
+
+    /// Every tensor the config names, present, of the config's shape and finite; no others.
+    private static func readModelTensors(_ file: HDF5File, config: ModelConfig) throws -> [String: Tensor] {
+        let path = file.path
+        let specs = config.parameterSpecs
+        guard file.isGroup("/tensors") else {
+            throw CheckpointError.missingTensor(path: path, name: specs.first?.name ?? "/tensors")
+        }
+        let known = Set(specs.map(\.name))
+        if let extra = try file.children(of: "/tensors").first(where: { !known.contains($0) }) {
+            throw CheckpointError.unexpectedTensor(path: path, name: extra)
+        }
+        var tensors: [String: Tensor] = [:]
+        for spec in specs {
+            let objectPath = "/tensors/\(spec.name)"
+            guard file.exists(objectPath) else {
+                throw CheckpointError.missingTensor(path: path, name: spec.name)
+            }
+            let shape = try file.shape(of: objectPath)
+            guard shape == spec.shape else {
+                throw CheckpointError.shapeMismatch(path: path, name: spec.name, expected: spec.shape, found: shape)
+            }
+            tensors[spec.name] = try finite(try file.readTensor(at: objectPath), name: spec.name, path: path)
+        }
+        return tensors
+    }
+
+    /// `tensor`, unless it holds a NaN or an infinity: a model that diverged (or a damaged
+    /// file) must not be trained, evaluated or exported as if it were a model.
+    private static func finite(_ tensor: Tensor, name: String, path: String) throws -> Tensor {
+        let values = UnsafeBufferPointer(start: tensor.pointer, count: tensor.count)
+        if let index = values.firstIndex(where: { !$0.isFinite }) {
+            throw CheckpointError.nonFiniteTensor(path: path, name: name, index: index, value: Double(values[index]))
+        }
+        return tensor
     }
 }

@@ -10,6 +10,12 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
     case shapeMismatch(path: String, name: String, expected: [Int], found: [Int])
     case wrongType(path: String, object: String, expected: String)
     case hdf5(path: String, object: String, operation: String)
+    /// A root attribute has a value of the wrong kind or one that contradicts the config.
+    case invalidAttribute(path: String, name: String, found: String, expected: String)
+    /// A tensor holds NaN or ±∞ (first at flat `index`).
+    case nonFiniteTensor(path: String, name: String, index: Int, value: Double)
+    /// A checksummed dataset's data no longer matches its Fletcher-32 checksum.
+    case checksumMismatch(path: String, object: String)
     case writeFailed(path: String, reason: String)
 
     public var description: String {
@@ -34,6 +40,12 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
             return "\(path): `\(object)` has the wrong type; expected \(expected)."
         case .hdf5(let path, let object, let operation):
             return "\(path): HDF5 could not \(operation) at `\(object)`."
+        case .invalidAttribute(let path, let name, let found, let expected):
+            return "\(path): root attribute `\(name)` is \(found), expected \(expected); the file was not written by this dpft or was edited."
+        case .nonFiniteTensor(let path, let name, let index, let value):
+            return "\(path): tensor `\(name)` holds \(value) at element \(index); a model with non-finite weights cannot be used. Resume from an earlier checkpoint (or retrain with a lower learning rate)."
+        case .checksumMismatch(let path, let object):
+            return "\(path): `\(object)` fails its checksum — the file is damaged (disk, copy or transfer). Restore it from a good copy, or resume from an earlier checkpoint."
         case .writeFailed(let path, let reason):
             return "\(path): could not write: \(reason)."
         }

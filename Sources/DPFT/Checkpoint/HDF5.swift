@@ -59,7 +59,12 @@ final class HDF5File {
     /// Creates (truncates) a file for writing.
     static func create(_ path: String) throws -> HDF5File {
         dpft_h5_silence_errors()
-        let id = H5Fcreate(path, dpft_h5f_acc_trunc(), 0, 0)
+        // The 1.8 file format (readable by HDF5 ≥ 1.8 and h5py) checksums its object headers,
+        // so damaged metadata is detected too, not only damaged tensor data.
+        let access = H5Pcreate(dpft_h5p_file_access())
+        defer { H5Pclose(access) }
+        H5Pset_libver_bounds(access, H5F_LIBVER_V18, H5F_LIBVER_V18)
+        let id = H5Fcreate(path, dpft_h5f_acc_trunc(), 0, access)
         guard id >= 0 else {
             throw CheckpointError.hdf5(path: path, object: "/", operation: "create the file")
         }
@@ -136,11 +141,13 @@ final class HDF5File {
 
     // MARK: Datasets
 
-    /// Writes a float32 dataset with the tensor's shape (scalar for shape []).
+    /// Writes a float32 dataset with the tensor's shape (scalar for shape []), checksummed.
     func writeTensor(_ tensor: Tensor, at objectPath: String) throws {
         let space = try makeDataspace(tensor.shape, objectPath: objectPath)
         defer { H5Sclose(space) }
-        let dataset = H5Dcreate2(id, objectPath, dpft_h5t_native_float(), space, 0, 0, 0)
+        let creation = try checksummedCreation(shape: tensor.shape, elementBytes: 4, objectPath: objectPath)
+        defer { H5Pclose(creation) }
+        let dataset = H5Dcreate2(id, objectPath, dpft_h5t_native_float(), space, 0, creation, 0)
         guard dataset >= 0 else {
             throw CheckpointError.hdf5(path: path, object: objectPath, operation: "create dataset")
         }
@@ -156,7 +163,9 @@ final class HDF5File {
     func writeBytes(_ bytes: [UInt8], at objectPath: String) throws {
         let space = try makeDataspace([bytes.count], objectPath: objectPath)
         defer { H5Sclose(space) }
-        let dataset = H5Dcreate2(id, objectPath, dpft_h5t_native_uint8(), space, 0, 0, 0)
+        let creation = try checksummedCreation(shape: [bytes.count], elementBytes: 1, objectPath: objectPath)
+        defer { H5Pclose(creation) }
+        let dataset = H5Dcreate2(id, objectPath, dpft_h5t_native_uint8(), space, 0, creation, 0)
         guard dataset >= 0 else {
             throw CheckpointError.hdf5(path: path, object: objectPath, operation: "create dataset")
         }
@@ -167,6 +176,47 @@ final class HDF5File {
                 throw CheckpointError.hdf5(path: path, object: objectPath, operation: "write dataset")
             }
         }
+    }
+
+    /// Largest chunk written, in bytes: a tensor is one chunk up to this size, else chunks of
+    /// whole rows (HDF5 limits a chunk to 4 GiB).
+    static let maximumChunkBytes = 64 << 20
+
+    /// A dataset-creation property list with HDF5's Fletcher-32 filter: each chunk carries a
+    /// checksum that H5Dread verifies, so a damaged tensor is refused by name instead of
+    /// loading different numbers. Scalars and empty datasets cannot be chunked and stay plain.
+    private func checksummedCreation(shape: [Int], elementBytes: Int, objectPath: String) throws -> hid_t {
+        let creation = H5Pcreate(dpft_h5p_dataset_create())
+        guard creation >= 0 else {
+            throw CheckpointError.hdf5(path: path, object: objectPath, operation: "create dataset properties")
+        }
+        guard !shape.isEmpty, !shape.contains(0) else { return creation }
+        var chunk = shape.map { hsize_t($0) }
+        let rowBytes = shape.dropFirst().reduce(elementBytes, *)
+        chunk[0] = hsize_t(max(1, min(shape[0], Self.maximumChunkBytes / max(rowBytes, 1))))
+        guard H5Pset_chunk(creation, Int32(chunk.count), chunk) >= 0, H5Pset_fletcher32(creation) >= 0 else {
+            H5Pclose(creation)
+            throw CheckpointError.hdf5(path: path, object: objectPath, operation: "set up the checksum filter")
+        }
+        return creation
+    }
+
+    /// Whether the dataset was written with the Fletcher-32 checksum filter.
+    private func isChecksummed(_ dataset: hid_t) -> Bool {
+        let creation = H5Dget_create_plist(dataset)
+        guard creation >= 0 else { return false }
+        defer { H5Pclose(creation) }
+        var flags: UInt32 = 0, count = 0
+        var name = [CChar](repeating: 0, count: 16)
+        var configuration: UInt32 = 0
+        return H5Pget_filter_by_id2(creation, H5Z_filter_t(H5Z_FILTER_FLETCHER32), &flags, &count, nil,
+                                    name.count, &name, &configuration) >= 0
+    }
+
+    /// The error for a failed H5Dread: a checksum mismatch names the damaged tensor.
+    private func readError(_ dataset: hid_t, objectPath: String) -> CheckpointError {
+        isChecksummed(dataset) ? .checksumMismatch(path: path, object: objectPath)
+            : .hdf5(path: path, object: objectPath, operation: "read dataset")
     }
 
     private func makeDataspace(_ shape: [Int], objectPath: String) throws -> hid_t {
@@ -224,7 +274,7 @@ final class HDF5File {
         let tensor = Tensor(zeros: try shape(dataset: dataset.id, objectPath: objectPath))
         if tensor.count > 0 {
             guard H5Dread(dataset.id, dpft_h5t_native_float(), 0, 0, 0, tensor.pointer) >= 0 else {
-                throw CheckpointError.hdf5(path: path, object: objectPath, operation: "read dataset")
+                throw readError(dataset.id, objectPath: objectPath)
             }
         }
         return tensor
@@ -240,9 +290,7 @@ final class HDF5File {
         var bytes = [UInt8](repeating: 0, count: dims[0])
         if !bytes.isEmpty {
             let status = bytes.withUnsafeMutableBytes { H5Dread(dataset.id, dpft_h5t_native_uint8(), 0, 0, 0, $0.baseAddress) }
-            guard status >= 0 else {
-                throw CheckpointError.hdf5(path: path, object: objectPath, operation: "read dataset")
-            }
+            guard status >= 0 else { throw readError(dataset.id, objectPath: objectPath) }
         }
         return bytes
     }

@@ -21,8 +21,10 @@ extension Accountant {
     ///
     /// ε(σ) is decreasing, so σ is bracketed and then narrowed in log σ by regula falsi (the
     /// Illinois variant, with bisection as fallback) until the bracket's upper end spends
-    /// ε ∈ [target − tolerance, target]. The returned σ always satisfies ε(σ) ≤ target: the
-    /// guarantee is never rounded the wrong way. σ is searched in
+    /// ε ∈ [target − tolerance, target], where the tolerance is `tolerance` or 10⁻⁴·target,
+    /// whichever is larger (ε = 1000 needs no 0.01 precision, and each probe of a large ε
+    /// composes a wide grid). The returned σ always satisfies ε(σ) ≤ target: the guarantee is
+    /// never rounded the wrong way. σ is searched in
     /// [`smallestNoiseMultiplier`, `largestNoiseMultiplier`].
     /// - Throws: `AccountingError` for an invalid target, tolerance, δ, q or step count (< 1),
     ///   and `.unreachableEpsilon` when even the largest σ spends more than the target.
@@ -35,21 +37,9 @@ extension Accountant {
         guard steps >= 1, steps <= MechanismSegment.maximumSteps else { throw AccountingError.invalidSteps(steps) }
         for segment in history { try segment.validate() }
 
-        var evaluations: [Double: PrivacySpent] = [:]
-        /// ε at σ; a σ too small for the PRV grid counts as spending too much.
-        func spent(_ sigma: Double) throws -> Double {
-            if let known = evaluations[sigma] { return known.epsilon }
-            let segment = MechanismSegment(noiseMultiplier: sigma, sampleRate: sampleRate, steps: steps)
-            do {
-                let result = try epsilon(history: history + [segment], delta: delta)
-                evaluations[sigma] = result
-                return result.epsilon
-            } catch AccountingError.gridTooLarge {
-                return .infinity
-            }
-        }
-
-        // Bracket: lower end spends > target, upper end ≤ target.
+        let search = CalibrationSearch(accountant: self, targetEpsilon: targetEpsilon, delta: delta,
+                                       sampleRate: sampleRate, steps: steps, history: history,
+                                       tolerance: max(tolerance, 1e-4 * targetEpsilon))
         var start = 1.0
         if self == .prv, let rdp = try? Accountant.rdp.noiseMultiplier(
             targetEpsilon: targetEpsilon, delta: delta, sampleRate: sampleRate, steps: steps,
@@ -58,56 +48,12 @@ extension Accountant {
             // reach a target that the tighter PRV reaches; then the search starts from 1.)
             start = rdp.noiseMultiplier
         }
-        var lower = start, upper = start
-        if try spent(start) <= targetEpsilon {
-            while true {
-                lower = max(Accountant.smallestNoiseMultiplier, upper / 1.5)
-                if try spent(lower) > targetEpsilon { break }
-                if lower == Accountant.smallestNoiseMultiplier {
-                    return NoiseCalibration(noiseMultiplier: lower, targetEpsilon: targetEpsilon, spent: evaluations[lower]!)
-                }
-                upper = lower
-            }
-        } else {
-            while true {
-                upper = min(Accountant.largestNoiseMultiplier, lower * 2)
-                if try spent(upper) <= targetEpsilon { break }
-                if upper == Accountant.largestNoiseMultiplier {
-                    throw AccountingError.unreachableEpsilon(
-                        target: targetEpsilon, delta: delta, smallestReachable: try spent(upper),
-                        largestNoiseMultiplier: upper)
-                }
-                lower = upper
-            }
+        switch try search.bracket(from: start) {
+        case .found(let sigma):
+            return search.calibration(sigma)
+        case .between(let lower, let upper):
+            return search.calibration(try search.refine(lower: lower, upper: upper))
         }
-
-        // Illinois regula falsi on g(x) = ε(eˣ) − target, x = log σ: g > 0 at x₀, g ≤ 0 at x₁.
-        // The secant uses weights w; the end kept twice in a row has its weight halved.
-        var sigma0 = lower, sigma1 = upper
-        var g0 = try spent(sigma0) - targetEpsilon, g1 = try spent(sigma1) - targetEpsilon
-        var w0 = g0, w1 = g1, lastMoved = 0   // +1: x₀ moved last, −1: x₁ moved last
-        var iterations = 0
-        while -g1 > tolerance && log(sigma1) - log(sigma0) > 1e-12 && iterations < 100 {
-            iterations += 1
-            let x0 = log(sigma0), x1 = log(sigma1)
-            var x = 0.5 * (x0 + x1)
-            if w0.isFinite {
-                let secant = x1 - w1 * (x1 - x0) / (w1 - w0)
-                if secant > x0 && secant < x1 { x = secant }
-            }
-            let sigma = exp(x)
-            let g = try spent(sigma) - targetEpsilon
-            if g > 0 {
-                (sigma0, g0, w0) = (sigma, g, g)
-                if lastMoved == 1 { w1 /= 2 }
-                lastMoved = 1
-            } else {
-                (sigma1, g1, w1) = (sigma, g, g)
-                if lastMoved == -1 { w0 /= 2 }
-                lastMoved = -1
-            }
-        }
-        return NoiseCalibration(noiseMultiplier: sigma1, targetEpsilon: targetEpsilon, spent: evaluations[sigma1]!)
     }
 
     /// The largest number of further steps at (σ, q) after `history` that keeps ε ≤
@@ -168,5 +114,93 @@ extension Accountant {
             if try fits(middle) { good = middle } else { bad = middle }
         }
         return good
+    }
+}
+
+/// One noise calibration's search over σ, with the ε of every σ it probed.
+private final class CalibrationSearch {
+    let accountant: Accountant
+    let targetEpsilon: Double, delta: Double, sampleRate: Double, steps: Int, tolerance: Double
+    let history: [MechanismSegment]
+    private var evaluations: [Double: PrivacySpent] = [:]
+
+    init(accountant: Accountant, targetEpsilon: Double, delta: Double, sampleRate: Double, steps: Int,
+         history: [MechanismSegment], tolerance: Double) {
+        (self.accountant, self.targetEpsilon, self.delta, self.sampleRate, self.steps, self.history,
+         self.tolerance) = (accountant, targetEpsilon, delta, sampleRate, steps, history, tolerance)
+    }
+
+    enum Bracket { case found(Double), between(lower: Double, upper: Double) }
+
+    /// ε at σ; a σ too small for the PRV grid counts as spending too much.
+    func spent(_ sigma: Double) throws -> Double {
+        if let known = evaluations[sigma] { return known.epsilon }
+        let segment = MechanismSegment(noiseMultiplier: sigma, sampleRate: sampleRate, steps: steps)
+        do {
+            let result = try accountant.epsilon(history: history + [segment], delta: delta)
+            evaluations[sigma] = result
+            return result.epsilon
+        } catch AccountingError.gridTooLarge {
+            return .infinity
+        }
+    }
+
+    func calibration(_ sigma: Double) -> NoiseCalibration {
+        NoiseCalibration(noiseMultiplier: sigma, targetEpsilon: targetEpsilon, spent: evaluations[sigma]!)
+    }
+
+    /// A bracket [lower, upper] with ε(lower) > target ≥ ε(upper), grown from `start` by factors
+    /// 1.5 (down) or 2 (up); or the smallest σ when even it meets the target.
+    func bracket(from start: Double) throws -> Bracket {
+        var lower = start, upper = start
+        if try spent(start) <= targetEpsilon {
+            while true {
+                lower = max(Accountant.smallestNoiseMultiplier, upper / 1.5)
+                if try spent(lower) > targetEpsilon { return .between(lower: lower, upper: upper) }
+                if lower == Accountant.smallestNoiseMultiplier { return .found(lower) }
+                upper = lower
+            }
+        }
+        while true {
+            upper = min(Accountant.largestNoiseMultiplier, lower * 2)
+            if try spent(upper) <= targetEpsilon { return .between(lower: lower, upper: upper) }
+            if upper == Accountant.largestNoiseMultiplier {
+                throw AccountingError.unreachableEpsilon(
+                    target: targetEpsilon, delta: delta, smallestReachable: try spent(upper),
+                    largestNoiseMultiplier: upper)
+            }
+            lower = upper
+        }
+    }
+
+    /// Illinois regula falsi on g(x) = ε(eˣ) − target, x = log σ: g > 0 at x₀, g ≤ 0 at x₁.
+    /// The secant uses weights w; the end kept twice in a row has its weight halved. Returns
+    /// the final upper end, which spends at most the target.
+    func refine(lower: Double, upper: Double) throws -> Double {
+        var sigma0 = lower, sigma1 = upper
+        let g0 = try spent(sigma0) - targetEpsilon, g1Start = try spent(sigma1) - targetEpsilon
+        var g1 = g1Start, w0 = g0, w1 = g1Start, lastMoved = 0   // +1: x₀ moved last, −1: x₁ moved last
+        var iterations = 0
+        while -g1 > tolerance && log(sigma1) - log(sigma0) > 1e-12 && iterations < 100 {
+            iterations += 1
+            let x0 = log(sigma0), x1 = log(sigma1)
+            var x = 0.5 * (x0 + x1)
+            if w0.isFinite {
+                let secant = x1 - w1 * (x1 - x0) / (w1 - w0)
+                if secant > x0 && secant < x1 { x = secant }
+            }
+            let sigma = exp(x)
+            let g = try spent(sigma) - targetEpsilon
+            if g > 0 {
+                (sigma0, w0) = (sigma, g)
+                if lastMoved == 1 { w1 /= 2 }
+                lastMoved = 1
+            } else {
+                (sigma1, g1, w1) = (sigma, g, g)
+                if lastMoved == -1 { w0 /= 2 }
+                lastMoved = -1
+            }
+        }
+        return sigma1
     }
 }

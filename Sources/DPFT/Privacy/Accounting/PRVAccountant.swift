@@ -27,6 +27,12 @@ public struct PRVAccountant: Sendable {
     public let tailMassTruncation: Double = 1e-15
     /// Largest FFT window the accountant will use (2²² points ≈ 64 MiB of spectra).
     public static let maximumWindow = 1 << 22
+    /// Most grid points one step's privacy-loss distribution may span before the grid is
+    /// coarsened (see `gridSpacing`).
+    public static let maximumStepPoints = 1 << 18
+    /// Coarsest grid spacing the accountant coarsens to; a step whose losses need more is
+    /// refused with `AccountingError.gridTooLarge` (σ below ≈ 0.005: use the RDP accountant).
+    public static let coarsestSpacing = 0.1
 
     /// - Throws: `AccountingError.invalidDiscretization` unless 0 < h ≤ 0.1.
     public init(discretization: Double = 1e-4) throws {
@@ -49,14 +55,14 @@ public struct PRVAccountant: Sendable {
         guard !segments.isEmpty else {
             return PrivacySpent(epsilon: 0, delta: delta, accountant: .prv, epsilonLower: 0, epsilonEstimate: 0)
         }
-        let h = discretization
+        let h = try gridSpacing(segments)
         let totalSteps = segments.reduce(0) { $0 + $1.steps }
         let deltaError = delta / 1000
 
         // Remove direction: connect-the-dots (real part) and Gopi's mean-preserving PLD
         // (imaginary part) share one FFT window.
         let gopiRange = try gopiTruncation(segments, delta: delta, deltaError: deltaError,
-                                           epsilonError: gopiError(totalSteps: totalSteps, deltaError: deltaError))
+                                           epsilonError: gopiError(totalSteps: totalSteps, deltaError: deltaError, h: h))
         var removeParts: [(DiscretePLD, DiscretePLD, Int)] = []
         for segment in segments {
             let mechanism = SubsampledGaussian(sigma: segment.noiseMultiplier, sampleRate: segment.sampleRate)
@@ -83,7 +89,7 @@ public struct PRVAccountant: Sendable {
                             readTo: gopiWindow.lower + window, h: h, lossShift: gopiShift, infinityMass: 0,
                             clampNegative: false)
         }
-        let epsilonError = gopiError(totalSteps: totalSteps, deltaError: deltaError)
+        let epsilonError = gopiError(totalSteps: totalSteps, deltaError: deltaError, h: h)
         let estimate = gopi(delta)
         let lower = max(0, gopi(delta + deltaError) - epsilonError)
 
@@ -105,9 +111,33 @@ public struct PRVAccountant: Sendable {
 
     /// Gopi et al. Thm 5.5: the mean-preserving estimate is within ε_err of the truth (with δ
     /// off by δ_err) when h = ε_err / √(T/2 · log(12/δ_err)); so for our h,
-    /// ε_err = h·√(T/2 · log(12/δ_err)).
-    func gopiError(totalSteps: Int, deltaError: Double) -> Double {
-        discretization * (Double(totalSteps) / 2 * log(12 / deltaError)).squareRoot()
+    /// ε_err = h·√(T/2 · log(12/δ_err)) (h: the spacing used, `discretization` by default).
+    func gopiError(totalSteps: Int, deltaError: Double, h: Double? = nil) -> Double {
+        (h ?? discretization) * (Double(totalSteps) / 2 * log(12 / deltaError)).squareRoot()
+    }
+
+    /// The grid spacing for `segments`: `discretization`, unless one step's losses span more
+    /// than `maximumStepPoints` points of it — then the span divided by that many points. Only
+    /// small σ (ε in the tens or more per step) spans that far: σ = 0.5, q = 0.5 spans 2.1·10⁵
+    /// points of 1e-4 and keeps h; σ = 0.3, q = 1 spans 7.8·10⁵ and gets h ≈ 3·10⁻⁴. Any spacing keeps connect-the-dots an upper bound; a coarser one only
+    /// loosens it and widens the stated gap [`epsilonLower`, `epsilon`]. This bounds the time
+    /// and memory of every answer, so noise calibration stays fast for any target.
+    /// - Throws: `AccountingError.gridTooLarge` when even `coarsestSpacing` cannot hold a step.
+    func gridSpacing(_ segments: [MechanismSegment]) throws -> Double {
+        var span = 0.0
+        for segment in segments {
+            let range = SubsampledGaussian(sigma: segment.noiseMultiplier, sampleRate: segment.sampleRate)
+                .connectTheDotsRange(.remove)
+            span = max(span, range.upper - range.lower)
+        }
+        let limit = Double(PRVAccountant.maximumStepPoints)
+        let needed = span / limit
+        guard needed.isFinite, needed <= PRVAccountant.coarsestSpacing else {
+            let points = needed.isFinite ? span / discretization : Double(Int.max)
+            throw AccountingError.gridTooLarge(points: Int(min(points, Double(Int.max / 2))),
+                                               limit: PRVAccountant.maximumStepPoints)
+        }
+        return max(discretization, needed)
     }
 
     /// Truncation L of the privacy random variable (Gopi et al. Remark 5.6, as prv_accountant's
@@ -260,7 +290,11 @@ public struct PRVAccountant: Sendable {
                               trivialUpper: Int(min(limit, highest)))
     }
 
-    /// log Σᵢ exp(aᵢ + λ·bᵢ), shifted by the largest exponent so that nothing overflows.
+    /// An upper bound on log Σᵢ exp(aᵢ + λ·bᵢ), shifted by the largest exponent so that nothing
+    /// overflows. Terms more than 40 below the largest are not exponentiated: each is counted
+    /// as e^{−40} instead (at most that, so the sum only grows and the Chernoff bound built on
+    /// it stays valid). For the large λ that set the window's ends most terms are that small,
+    /// which saves most of the exponentials of a wide grid.
     private func logSumExp(_ a: [Double], plus lambda: Double, times b: [Double]) -> Double {
         a.withUnsafeBufferPointer { a in
             b.withUnsafeBufferPointer { b in
@@ -269,9 +303,13 @@ public struct PRVAccountant: Sendable {
                     let exponent = a[i] + lambda * b[i]
                     if exponent > largest { largest = exponent }
                 }
-                var sum = 0.0
-                for i in 0..<a.count { sum += exp(a[i] + lambda * b[i] - largest) }
-                return largest + log(sum)
+                let cutoff = largest - 40
+                var sum = 0.0, negligible = 0
+                for i in 0..<a.count {
+                    let exponent = a[i] + lambda * b[i]
+                    if exponent < cutoff { negligible += 1 } else { sum += exp(exponent - largest) }
+                }
+                return largest + log(sum + Double(negligible) * exp(-40.0))
             }
         }
     }

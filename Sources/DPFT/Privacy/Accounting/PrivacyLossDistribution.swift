@@ -155,6 +155,18 @@ enum Discretisation {
     /// Largest number of grid points one step's PLD may have.
     static let maximumPoints = 1 << 22
 
+    /// Grid indices `lower...upper` as integers, checked before conversion: a non-finite end
+    /// (σ so small that losses overflow) or a span over `maximumPoints` is `gridTooLarge`,
+    /// never a trap converting an out-of-range Double to Int.
+    static func gridIndices(_ lower: Double, _ upper: Double) throws -> (Int, Int) {
+        let span = upper - lower + 1
+        guard lower.isFinite, upper.isFinite, span <= Double(maximumPoints) else {
+            let points = span.isFinite ? Int(min(span, Double(Int.max / 2))) : Int.max / 2
+            throw AccountingError.gridTooLarge(points: points, limit: maximumPoints)
+        }
+        return (Int(lower), Int(upper))
+    }
+
     /// Pessimistic connect-the-dots PLD (Doroshenko, Ghazi, Kamath, Kumar & Manurangsi 2022,
     /// "Connect the Dots", Alg. 1 with equal gaps, as dp_accounting's
     /// `create_pmf_pessimistic_connect_dots_fixed_gap`). With δᵢ = δ(εᵢ) on εᵢ = i·h, i = 1…n:
@@ -170,9 +182,8 @@ enum Discretisation {
     static func connectTheDots(_ mechanism: SubsampledGaussian, _ direction: SubsampledGaussian.Direction,
                                h: Double) throws -> DiscretePLD {
         let range = mechanism.connectTheDotsRange(direction)
-        let lower = Int((range.lower / h).rounded(.down)), upper = Int((range.upper / h).rounded(.up))
+        let (lower, upper) = try gridIndices((range.lower / h).rounded(.down), (range.upper / h).rounded(.up))
         let count = upper - lower + 1
-        guard count <= maximumPoints else { throw AccountingError.gridTooLarge(points: count, limit: maximumPoints) }
         var deltas = [Double](repeating: 0, count: count)
         var running = 1.0
         for i in 0..<count {
@@ -204,9 +215,8 @@ enum Discretisation {
         let support = max(lowerTruncation, log1p(-mechanism.sampleRate))
         // Above ℓ(1 + 40σ) the mixture has no mass in double precision.
         let top = min(upperTruncation, mechanism.loss(1 + 40 * mechanism.sigma))
-        let lower = Int((support / h + 0.5).rounded(.down)), upper = Int((top / h - 0.5).rounded(.up))
+        let (lower, upper) = try gridIndices((support / h + 0.5).rounded(.down), (top / h - 0.5).rounded(.up))
         let count = max(1, upper - lower + 1)
-        guard count <= maximumPoints else { throw AccountingError.gridTooLarge(points: count, limit: maximumPoints) }
         let bottomEdge = mechanism.lossDistribution(lowerTruncation)
         let topEdge = mechanism.lossDistribution(upperTruncation)
         // Mass inside the truncation; from whichever side of the median is more precise.
