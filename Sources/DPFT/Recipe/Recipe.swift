@@ -344,6 +344,16 @@ extension Recipe {
             if case .noiseMultiplier(let sigma) = noise { return sigma }
             return nil
         }
+
+        /// The grouping strategy to resolve and the options it gets: `grouping` with
+        /// `groupingOptions`, or, when `rules` is set, `"rules"` with `groupingOptions` plus
+        /// `"file": rules` (every other option, such as `allocation`, kept).
+        public var strategy: (name: String, options: GroupingOptions) {
+            guard let rules else { return (grouping, groupingOptions) }
+            var options = groupingOptions
+            options["file"] = .string(rules)
+            return ("rules", options)
+        }
     }
 
     /// `"training"`: how long, in what batches, with which optimizer and schedule.
