@@ -74,7 +74,7 @@ struct NormsCommand: ParsableCommand {
         let privacy = loadedRecipe?.privacy
         let grouping = grouping ?? (privacy?.rules != nil ? "rules" : privacy?.grouping) ?? "all-layer"
         let options = try groupingOptions.map { try GroupingOptions(json: $0) }
-            ?? privacy.map { $0.rules.map { GroupingOptions(["file": .string($0)]) } ?? $0.groupingOptions } ?? [:]
+            ?? privacy.map(\.strategy.options) ?? [:]
         let function: ClippingFunction
         switch clipping {
         case .abadi?: function = .abadi

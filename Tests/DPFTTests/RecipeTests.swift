@@ -456,7 +456,8 @@ import Testing
 
     @Test func duplicateKeysAreErrors() {
         let error = Self.error("{\"training\": {\"seed\": 1, \"seed\": 2}}")
-        #expect(error == .duplicateKey(file: "recipe.json", keyPath: "training.seed"))
+        #expect(error == .duplicateKey(file: "recipe.json", keyPath: "training.seed", line: 1, column: 26))
+        #expect(error?.description == "recipe.json:1:26: key \"training.seed\" appears more than once; keep one")
     }
 
     @Test func theRecipeMustBeAnObject() {

@@ -176,7 +176,7 @@ private func bitPatterns(_ values: [Float]) -> [UInt32] { values.map(\.bitPatter
     let duplicate = #expect(throws: SafeTensorsError.self) {
         try SafeTensorsFile.write([("w", one), ("w", one)], to: url)
     }
-    guard case .duplicateTensorName(_, "w")? = duplicate else {
+    guard case .duplicateTensorName(_, "w", nil, nil)? = duplicate else {
         Issue.record("expected duplicateTensorName, got \(String(describing: duplicate))")
         return
     }
@@ -447,10 +447,11 @@ func rejectsMalformedTensorEntries(header: String) throws {
         + entry("w", shape: "[1]", offsets: "[4,8]") + "}"
     let (error, path) = try readError(
         safetensorsBytes(header: header, data: float32Bytes([1, 2])))
-    guard case .duplicateTensorName(_, "w") = error else {
-        Issue.record("expected duplicateTensorName, got \(error)")
+    guard case .duplicateTensorName(_, "w", 1?, .some) = error else {
+        Issue.record("expected duplicateTensorName with its line and column, got \(error)")
         return
     }
+    #expect(error.description.contains("(again at line 1, column "))
     #expect(error.description.contains(path))
     #expect(error.description.contains("\"w\""))
 }

@@ -9,8 +9,9 @@
 // The tensors must tile the data section exactly: no overlaps, no holes, no trailing bytes.
 //
 // Every file is treated as hostile: lengths are checked against the file size before anything
-// is allocated, all size arithmetic is overflow-checked, and the header is parsed by a small
-// strict JSON parser (below) that keeps file order, rejects duplicate keys and bounds nesting.
+// is allocated, all size arithmetic is overflow-checked, and the header is parsed by the strict
+// JSON layer (Support/JSONParser.swift), which keeps file order, rejects duplicate keys (a
+// duplicate tensor name is named with its line and column) and bounds nesting.
 
 import Foundation
 #if canImport(Glibc)
@@ -40,8 +41,9 @@ public enum SafeTensorsError: Error, CustomStringConvertible {
     case headerNotJSON(path: String, reason: String)
     /// `__metadata__` is not an object mapping strings to strings.
     case invalidMetadata(path: String, reason: String)
-    /// A tensor name occurs twice (in a header, or in the list given to `write`).
-    case duplicateTensorName(path: String, name: String)
+    /// A tensor name occurs twice: in a header (at `line`, `column` of the second), or in the
+    /// list given to `write` (no position).
+    case duplicateTensorName(path: String, name: String, line: Int? = nil, column: Int? = nil)
     /// A tensor entry lacks `dtype`, `shape` or `data_offsets`, or one of them is malformed.
     case invalidTensorEntry(path: String, name: String, reason: String)
     /// The dtype string is not one the safetensors format defines.
@@ -89,8 +91,9 @@ public enum SafeTensorsError: Error, CustomStringConvertible {
         case .invalidMetadata(let path, let reason):
             return "\(path): \"__metadata__\" \(reason); it must be an object mapping strings "
                 + "to strings. " + corrupt
-        case .duplicateTensorName(let path, let name):
-            return "\(path): tensor name \"\(name)\" appears more than once; tensor names in a "
+        case .duplicateTensorName(let path, let name, let line, let column):
+            let place = line.map { " (again at line \($0), column \(column ?? 0) of the header)" } ?? ""
+            return "\(path): tensor name \"\(name)\" appears more than once\(place); tensor names in a "
                 + "safetensors file must be unique. Rename or drop one of them."
         case .invalidTensorEntry(let path, let name, let reason):
             return "\(path): tensor \"\(name)\": \(reason). Each entry needs \"dtype\" (a "
@@ -251,12 +254,11 @@ public struct SafeTensorsFile: Sendable {
         let dataByteCount = data.count - dataStart
         let headerBytes = [UInt8](data[data.startIndex + 8 ..< data.startIndex + dataStart])
 
-        let header: HeaderJSON
+        let header: JSONValue
         do {
-            var parser = HeaderJSONParser(bytes: headerBytes)
-            header = try parser.parseDocument()
-        } catch let failure as HeaderJSONParser.Failure {
-            throw SafeTensorsError.headerNotJSON(path: path, reason: failure.reason)
+            header = try JSONParser.parse(headerBytes, source: path)
+        } catch {
+            throw Self.headerError(error, path: path)
         }
         guard case .object(let members) = header else {
             throw SafeTensorsError.headerNotJSON(
@@ -265,16 +267,10 @@ public struct SafeTensorsFile: Sendable {
 
         var metadata: [String: String]?
         var entries: [String: Entry] = [:]
-        for (index, (name, value)) in members.enumerated() {
+        for (index, (name, value)) in members.enumerated() {  // names are unique: the parser checked
             if name == "__metadata__" {
-                guard metadata == nil else {
-                    throw SafeTensorsError.invalidMetadata(path: path, reason: "appears twice")
-                }
                 metadata = try Self.parseMetadata(value, path: path)
                 continue
-            }
-            guard entries[name] == nil else {
-                throw SafeTensorsError.duplicateTensorName(path: path, name: name)
             }
             entries[name] = try Self.parseEntry(value, name: name, headerIndex: index,
                                                 dataByteCount: dataByteCount, path: path)
@@ -314,7 +310,28 @@ public struct SafeTensorsFile: Sendable {
         self.dataStart = dataStart
     }
 
-    private static func parseMetadata(_ value: HeaderJSON, path: String) throws -> [String: String] {
+    /// A header that the JSON layer rejected, as the error that says what is wrong with the
+    /// file: a repeated tensor name, metadata key or entry key gets its own case, with the
+    /// position.
+    private static func headerError(_ error: JSONParseError, path: String) -> SafeTensorsError {
+        guard case .duplicateKey(let key, let keyPath) = error.kind else {
+            return .headerNotJSON(path: path, reason: error.locatedReason)
+        }
+        let position = "line \(error.line), column \(error.column) of the header"
+        if keyPath == key {  // a member of the top-level object
+            return key == "__metadata__"
+                ? .invalidMetadata(path: path, reason: "appears twice (again at \(position))")
+                : .duplicateTensorName(path: path, name: key, line: error.line, column: error.column)
+        }
+        if keyPath == "__metadata__." + key {
+            return .invalidMetadata(path: path, reason: "has key \"\(key)\" twice (again at \(position))")
+        }
+        // Inside a tensor's entry (the name is the path before the key; names may hold dots).
+        return .invalidTensorEntry(path: path, name: String(keyPath.dropLast(key.count + 1)),
+                                   reason: "key \"\(key)\" appears twice (again at \(position))")
+    }
+
+    private static func parseMetadata(_ value: JSONValue, path: String) throws -> [String: String] {
         guard case .object(let members) = value else {
             throw SafeTensorsError.invalidMetadata(path: path, reason: "is \(value.kind)")
         }
@@ -324,27 +341,19 @@ public struct SafeTensorsFile: Sendable {
                 throw SafeTensorsError.invalidMetadata(
                     path: path, reason: "maps \"\(key)\" to \(value.kind), not a string")
             }
-            guard metadata[key] == nil else {
-                throw SafeTensorsError.invalidMetadata(path: path,
-                                                       reason: "has key \"\(key)\" twice")
-            }
             metadata[key] = text
         }
         return metadata
     }
 
-    private static func parseEntry(_ value: HeaderJSON, name: String, headerIndex: Int,
+    private static func parseEntry(_ value: JSONValue, name: String, headerIndex: Int,
                                    dataByteCount: Int, path: String) throws -> Entry {
         func invalid(_ reason: String) -> SafeTensorsError {
             .invalidTensorEntry(path: path, name: name, reason: reason)
         }
-        guard case .object(let members) = value else {
+        // Keys other than the three below are ignored, as upstream does.
+        guard case .object(let fields) = value else {
             throw invalid("the entry is \(value.kind), not an object")
-        }
-        var fields: [String: HeaderJSON] = [:]
-        for (key, value) in members {
-            guard fields[key] == nil else { throw invalid("key \"\(key)\" appears twice") }
-            fields[key] = value  // keys other than the three below are ignored, as upstream does
         }
 
         guard case .string(let dtype)? = fields["dtype"] else {
@@ -360,10 +369,10 @@ public struct SafeTensorsFile: Sendable {
         var shape: [Int] = []
         var elementCount = 1
         for dimension in dimensions {
-            guard case .integer(let size) = dimension else {
+            guard case .number(let number) = dimension, let size = number.integer(as: Int.self) else {
                 throw SafeTensorsError.invalidShape(
                     path: path, name: name,
-                    reason: "dimension \(dimension.text) is not an integer in range")
+                    reason: "dimension \(dimension.excerpt) is not an integer in range")
             }
             guard size >= 0 else {
                 throw SafeTensorsError.invalidShape(path: path, name: name,
@@ -374,7 +383,7 @@ public struct SafeTensorsFile: Sendable {
             guard !overflow else {
                 throw SafeTensorsError.invalidShape(
                     path: path, name: name,
-                    reason: "\(dimensions.map(\.text)) has more elements than a file can hold")
+                    reason: "\(dimensions.map(\.excerpt)) has more elements than a file can hold")
             }
             elementCount = product
         }
@@ -390,7 +399,8 @@ public struct SafeTensorsFile: Sendable {
         }
 
         guard case .array(let offsets)? = fields["data_offsets"], offsets.count == 2,
-              case .integer(let begin) = offsets[0], case .integer(let end) = offsets[1],
+              case .number(let beginNumber) = offsets[0], let begin = beginNumber.integer(as: Int.self),
+              case .number(let endNumber) = offsets[1], let end = endNumber.integer(as: Int.self),
               begin >= 0, end >= 0
         else {
             throw invalid("\"data_offsets\" is missing or not two non-negative integers")
@@ -454,11 +464,9 @@ extension SafeTensorsFile {
         var metadata = metadata
         if metadata["format"] == nil { metadata["format"] = "pt" }
 
-        var header = "{\"__metadata__\":{"
-        header += metadata.keys.sorted()
-            .map { "\(jsonStringLiteral($0)):\(jsonStringLiteral(metadata[$0]!))" }
-            .joined(separator: ",")
-        header += "}"
+        var header: JSONObject = [
+            "__metadata__": .object(JSONObject(metadata.keys.sorted().map { (key: $0, value: .string(metadata[$0]!)) })),
+        ]
         var offset = 0
         for (name, tensor) in tensors {
             let (byteCount, overflow) = tensor.count.multipliedReportingOverflow(by: 4)
@@ -467,13 +475,11 @@ extension SafeTensorsFile {
                 throw SafeTensorsError.writeFailed(path: path,
                                                    reason: "tensor \"\(name)\" is too large")
             }
-            let shape = tensor.shape.map(String.init).joined(separator: ",")
-            header += ",\(jsonStringLiteral(name)):{\"dtype\":\"F32\",\"shape\":[\(shape)],"
-                + "\"data_offsets\":[\(offset),\(end)]}"
+            header[name] = ["dtype": "F32", "shape": .array(tensor.shape.map { .number($0) }),
+                            "data_offsets": [.number(offset), .number(end)]]
             offset = end
         }
-        header += "}"
-        var headerBytes = Array(header.utf8)
+        var headerBytes = Array(JSONValue.object(header).text(.compact).utf8)
         // Pad so that 8 + N is a multiple of 8, and the data section starts aligned.
         headerBytes += [UInt8](repeating: 0x20, count: (8 - headerBytes.count % 8) % 8)
         var prefix = Data()
@@ -515,290 +521,5 @@ extension SafeTensorsFile {
                                               deallocator: .none))
             written += size
         }
-    }
-}
-
-// MARK: - Header JSON
-
-/// A parsed JSON value. Objects keep their members in file order, duplicates included, so the
-/// reader can reject duplicate names instead of silently keeping one.
-indirect enum HeaderJSON {
-    case object([(key: String, value: HeaderJSON)])
-    case array([HeaderJSON])
-    case string(String)
-    case integer(Int)
-    /// A number with a fraction or exponent, or an integer beyond `Int`; kept as its text.
-    case number(String)
-    case bool(Bool)
-    case null
-
-    var kind: String {
-        switch self {
-        case .object: return "an object"
-        case .array: return "an array"
-        case .string: return "a string"
-        case .integer, .number: return "a number"
-        case .bool: return "a boolean"
-        case .null: return "null"
-        }
-    }
-
-    /// Short text for messages.
-    var text: String {
-        switch self {
-        case .integer(let value): return String(value)
-        case .number(let text): return text
-        case .string(let text): return "\"\(text)\""
-        default: return kind
-        }
-    }
-}
-
-/// A strict RFC 8259 JSON parser over bytes, with bounded nesting (hostile headers must not
-/// exhaust the stack).
-struct HeaderJSONParser {
-    struct Failure: Error { let reason: String }
-
-    static let maximumDepth = 64
-    private let bytes: [UInt8]
-    private var position = 0
-    private var depth = 0
-
-    init(bytes: [UInt8]) { self.bytes = bytes }
-
-    /// Parses one value filling the whole input (surrounding whitespace allowed).
-    mutating func parseDocument() throws -> HeaderJSON {
-        skipWhitespace()
-        guard position < bytes.count else { throw Failure(reason: "the header is empty") }
-        let value = try parseValue()
-        skipWhitespace()
-        guard position == bytes.count else {
-            throw Failure(reason: "unexpected \(describe(bytes[position])) after the JSON value "
-                          + "at byte \(position)")
-        }
-        return value
-    }
-
-    private mutating func parseValue() throws -> HeaderJSON {
-        skipWhitespace()
-        guard position < bytes.count else { throw Failure(reason: "the header ends too early") }
-        switch bytes[position] {
-        case UInt8(ascii: "{"): return try parseObject()
-        case UInt8(ascii: "["): return try parseArray()
-        case UInt8(ascii: "\""): return .string(try parseString())
-        case UInt8(ascii: "t"): try expectLiteral("true"); return .bool(true)
-        case UInt8(ascii: "f"): try expectLiteral("false"); return .bool(false)
-        case UInt8(ascii: "n"): try expectLiteral("null"); return .null
-        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
-        case let byte:
-            throw Failure(reason: "unexpected \(describe(byte)) at byte \(position)")
-        }
-    }
-
-    private mutating func enterContainer() throws {
-        depth += 1
-        guard depth <= Self.maximumDepth else {
-            throw Failure(reason: "nesting deeper than \(Self.maximumDepth) levels")
-        }
-        position += 1
-    }
-
-    private mutating func parseObject() throws -> HeaderJSON {
-        try enterContainer()
-        defer { depth -= 1 }
-        var members: [(key: String, value: HeaderJSON)] = []
-        skipWhitespace()
-        if peek() == UInt8(ascii: "}") { position += 1; return .object(members) }
-        while true {
-            skipWhitespace()
-            guard peek() == UInt8(ascii: "\"") else {
-                throw Failure(reason: "expected a string key at byte \(position)")
-            }
-            let key = try parseString()
-            skipWhitespace()
-            try expect(UInt8(ascii: ":"))
-            members.append((key, try parseValue()))
-            skipWhitespace()
-            if peek() == UInt8(ascii: ",") { position += 1; continue }
-            try expect(UInt8(ascii: "}"))
-            return .object(members)
-        }
-    }
-
-    private mutating func parseArray() throws -> HeaderJSON {
-        try enterContainer()
-        defer { depth -= 1 }
-        var elements: [HeaderJSON] = []
-        skipWhitespace()
-        if peek() == UInt8(ascii: "]") { position += 1; return .array(elements) }
-        while true {
-            elements.append(try parseValue())
-            skipWhitespace()
-            if peek() == UInt8(ascii: ",") { position += 1; continue }
-            try expect(UInt8(ascii: "]"))
-            return .array(elements)
-        }
-    }
-
-    private mutating func parseString() throws -> String {
-        let start = position
-        position += 1  // opening quote
-        var utf8: [UInt8] = []
-        while true {
-            guard position < bytes.count else {
-                throw Failure(reason: "the string starting at byte \(start) is not closed")
-            }
-            let byte = bytes[position]
-            position += 1
-            switch byte {
-            case UInt8(ascii: "\""):
-                // Invalid UTF-8 would be repaired by String(decoding:); compare to reject it.
-                let text = String(decoding: utf8, as: UTF8.self)
-                guard Array(text.utf8) == utf8 else {
-                    throw Failure(reason: "the string starting at byte \(start) is not UTF-8")
-                }
-                return text
-            case UInt8(ascii: "\\"):
-                try parseEscape(into: &utf8)
-            case 0..<0x20:
-                throw Failure(reason: "unescaped control character at byte \(position - 1)")
-            default:
-                utf8.append(byte)
-            }
-        }
-    }
-
-    private mutating func parseEscape(into utf8: inout [UInt8]) throws {
-        guard position < bytes.count else { throw Failure(reason: "the header ends in an escape") }
-        let byte = bytes[position]
-        position += 1
-        switch byte {
-        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): utf8.append(byte)
-        case UInt8(ascii: "b"): utf8.append(0x08)
-        case UInt8(ascii: "f"): utf8.append(0x0C)
-        case UInt8(ascii: "n"): utf8.append(0x0A)
-        case UInt8(ascii: "r"): utf8.append(0x0D)
-        case UInt8(ascii: "t"): utf8.append(0x09)
-        case UInt8(ascii: "u"):
-            var code = try parseHex4()
-            if (0xD800..<0xDC00).contains(code) {  // high surrogate: a low one must follow
-                guard peek() == UInt8(ascii: "\\") else {
-                    throw Failure(reason: "unpaired surrogate escape at byte \(position)")
-                }
-                position += 1
-                guard peek() == UInt8(ascii: "u") else {
-                    throw Failure(reason: "unpaired surrogate escape at byte \(position)")
-                }
-                position += 1
-                let low = try parseHex4()
-                guard (0xDC00..<0xE000).contains(low) else {
-                    throw Failure(reason: "unpaired surrogate escape at byte \(position)")
-                }
-                code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
-            }
-            guard let scalar = Unicode.Scalar(code) else {
-                throw Failure(reason: "invalid \\u escape before byte \(position)")
-            }
-            utf8.append(contentsOf: Array(String(Character(scalar)).utf8))
-        default:
-            throw Failure(reason: "invalid escape \\\(describe(byte)) at byte \(position - 1)")
-        }
-    }
-
-    private mutating func parseHex4() throws -> UInt32 {
-        var code: UInt32 = 0
-        for _ in 0..<4 {
-            guard position < bytes.count,
-                  let digit = Character(Unicode.Scalar(bytes[position])).hexDigitValue
-            else { throw Failure(reason: "invalid \\u escape at byte \(position)") }
-            code = code * 16 + UInt32(digit)
-            position += 1
-        }
-        return code
-    }
-
-    private mutating func parseNumber() throws -> HeaderJSON {
-        let start = position
-        if peek() == UInt8(ascii: "-") { position += 1 }
-        let integerStart = position
-        guard let first = peek(), isDigit(first) else {
-            throw Failure(reason: "invalid number at byte \(start)")
-        }
-        if first == UInt8(ascii: "0") {
-            position += 1
-        } else {
-            while let byte = peek(), isDigit(byte) { position += 1 }
-        }
-        let integerEnd = position
-        var isInteger = true
-        if peek() == UInt8(ascii: ".") {
-            isInteger = false
-            position += 1
-            try consumeDigits(numberStart: start)
-        }
-        if let byte = peek(), byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E") {
-            isInteger = false
-            position += 1
-            if let sign = peek(), sign == UInt8(ascii: "+") || sign == UInt8(ascii: "-") {
-                position += 1
-            }
-            try consumeDigits(numberStart: start)
-        }
-        let text = String(decoding: bytes[start..<position], as: UTF8.self)
-        guard isInteger else { return .number(text) }
-        let negative = integerStart > start
-        var value = 0
-        for byte in bytes[integerStart..<integerEnd] {
-            let digit = Int(byte - UInt8(ascii: "0"))
-            let (scaled, overflow1) = value.multipliedReportingOverflow(by: 10)
-            let (next, overflow2) = negative ? scaled.subtractingReportingOverflow(digit)
-                                             : scaled.addingReportingOverflow(digit)
-            guard !overflow1, !overflow2 else { return .number(text) }
-            value = next
-        }
-        return .integer(value)
-    }
-
-    private mutating func consumeDigits(numberStart: Int) throws {
-        guard let byte = peek(), isDigit(byte) else {
-            throw Failure(reason: "invalid number at byte \(numberStart)")
-        }
-        while let byte = peek(), isDigit(byte) { position += 1 }
-    }
-
-    private mutating func expectLiteral(_ literal: String) throws {
-        for expected in literal.utf8 {
-            guard peek() == expected else {
-                throw Failure(reason: "invalid literal at byte \(position)")
-            }
-            position += 1
-        }
-    }
-
-    private mutating func expect(_ byte: UInt8) throws {
-        guard peek() == byte else {
-            let found = peek().map(describe) ?? "the end of the header"
-            throw Failure(reason: "expected '\(Character(Unicode.Scalar(byte)))' but found "
-                          + "\(found) at byte \(position)")
-        }
-        position += 1
-    }
-
-    private mutating func skipWhitespace() {
-        while let byte = peek(),
-              byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 {
-            position += 1
-        }
-    }
-
-    private func peek() -> UInt8? { position < bytes.count ? bytes[position] : nil }
-
-    private func isDigit(_ byte: UInt8) -> Bool {
-        byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")
-    }
-
-    private func describe(_ byte: UInt8) -> String {
-        (0x21..<0x7F).contains(byte) ? "'\(Character(Unicode.Scalar(byte)))'"
-                                     : "byte 0x\(String(byte, radix: 16))"
     }
 }

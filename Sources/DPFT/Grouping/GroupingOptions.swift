@@ -1,69 +1,8 @@
 import Foundation
 
-/// One JSON value of a grouping option.
-public enum GroupingOptionValue: Sendable, Equatable, Codable, CustomStringConvertible {
-    case string(String)
-    case number(Double)
-    case boolean(Bool)
-    case array([GroupingOptionValue])
-    case object([String: GroupingOptionValue])
-    case null
-
-    public init(from decoder: Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() {
-            self = .null
-        } else if let value = try? container.decode(Bool.self) {
-            self = .boolean(value)
-        } else if let value = try? container.decode(Double.self) {
-            self = .number(value)
-        } else if let value = try? container.decode(String.self) {
-            self = .string(value)
-        } else if let value = try? container.decode([GroupingOptionValue].self) {
-            self = .array(value)
-        } else {
-            self = .object(try container.decode([String: GroupingOptionValue].self))
-        }
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.singleValueContainer()
-        switch self {
-        case .string(let value): try container.encode(value)
-        case .number(let value): try container.encode(value)
-        case .boolean(let value): try container.encode(value)
-        case .array(let value): try container.encode(value)
-        case .object(let value): try container.encode(value)
-        case .null: try container.encodeNil()
-        }
-    }
-
-    /// The value as JSON text, for messages.
-    public var description: String {
-        switch self {
-        case .string(let value): return "\"\(value)\""
-        case .number(let value):
-            return value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(value)
-        case .boolean(let value): return String(value)
-        case .array(let values): return "[" + values.map(\.description).joined(separator: ", ") + "]"
-        case .object(let values):
-            return "{" + values.keys.sorted().map { "\"\($0)\": \(values[$0]!)" }.joined(separator: ", ") + "}"
-        case .null: return "null"
-        }
-    }
-}
-
-extension GroupingOptionValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral,
-                               ExpressibleByBooleanLiteral, ExpressibleByDictionaryLiteral, ExpressibleByArrayLiteral {
-    public init(stringLiteral value: String) { self = .string(value) }
-    public init(integerLiteral value: Int) { self = .number(Double(value)) }
-    public init(floatLiteral value: Double) { self = .number(value) }
-    public init(booleanLiteral value: Bool) { self = .boolean(value) }
-    public init(dictionaryLiteral elements: (String, GroupingOptionValue)...) {
-        self = .object(Dictionary(elements, uniquingKeysWith: { _, last in last }))
-    }
-    public init(arrayLiteral elements: GroupingOptionValue...) { self = .array(elements) }
-}
+/// One JSON value of a grouping option: the JSON layer's value (Support/JSONValue.swift), so
+/// options keep their number literals from a recipe or `--grouping-options` to a plugin.
+public typealias GroupingOptionValue = JSONValue
 
 /// The type of a strategy option, for documentation (`dpft plugins list`) and for the check
 /// the registry makes before a strategy sees its options.
@@ -95,8 +34,8 @@ public enum GroupingOptionType: Sendable, Equatable, CustomStringConvertible {
     /// Whether `value` has this type.
     func accepts(_ value: GroupingOptionValue) -> Bool {
         switch (self, value) {
-        case (.string, .string), (.path, .string), (.number, .number), (.boolean, .boolean): return true
-        case (.integer, .number(let number)): return number == number.rounded() && abs(number) < 1e15
+        case (.string, .string), (.path, .string), (.number, .number), (.boolean, .bool): return true
+        case (.integer, .number(let number)): return GroupingOptions.wholeNumber(number) != nil
         case (.choice(let values), .string(let string)): return values.contains(string)
         case (.thresholds, .object(let values)):
             return values.values.allSatisfy { if case .number = $0 { return true } else { return false } }
@@ -150,14 +89,14 @@ public struct GroupingOptions: Sendable, Equatable, Codable, ExpressibleByDictio
         }
         let value: GroupingOptionValue
         do {
-            value = try JSONDecoder().decode(GroupingOptionValue.self, from: Data(text.utf8))
+            value = try JSONParser.parse(text, source: "grouping options")
         } catch {
             throw GroupingError.optionsNotJSON(reason: "\(text) is not valid JSON")
         }
         guard case .object(let values) = value else {
             throw GroupingError.optionsNotJSON(reason: "\(text) is not an object")
         }
-        self.init(values)
+        self.init(values.dictionary)
     }
 
     public init(from decoder: Decoder) throws {
@@ -214,20 +153,26 @@ public struct GroupingOptions: Sendable, Equatable, Codable, ExpressibleByDictio
     public func number(_ name: String) throws -> Double? {
         guard let value = values[name] else { return nil }
         guard case .number(let number) = value else { throw invalid(name, expected: "a number") }
-        return number
+        return number.double
     }
 
     public func integer(_ name: String) throws -> Int? {
         guard let value = values[name] else { return nil }
-        guard case .number(let number) = value, number == number.rounded(), abs(number) < 1e15 else {
+        guard case .number(let number) = value, let integer = Self.wholeNumber(number) else {
             throw invalid(name, expected: "a whole number")
         }
-        return Int(number)
+        return integer
+    }
+
+    /// A number written as a whole number (`3`, `3.0`, `3e0`) below 10^15 in magnitude.
+    static func wholeNumber(_ number: JSONNumber) -> Int? {
+        let value = number.double
+        return value == value.rounded() && abs(value) < 1e15 ? Int(value) : nil
     }
 
     public func boolean(_ name: String) throws -> Bool? {
         guard let value = values[name] else { return nil }
-        guard case .boolean(let bool) = value else { throw invalid(name, expected: "true or false") }
+        guard case .bool(let bool) = value else { throw invalid(name, expected: "true or false") }
         return bool
     }
 
@@ -240,7 +185,7 @@ public struct GroupingOptions: Sendable, Equatable, Codable, ExpressibleByDictio
             guard case .number(let number) = entry else {
                 throw invalid(name, expected: "a number for every group (group `\(group)` has \(entry))")
             }
-            result[group] = number
+            result[group] = number.double
         }
         return result
     }

@@ -104,7 +104,7 @@ public enum GroupingPlugin {
         let exported = Unmanaged<ExportedStrategy>.fromOpaque(context!).takeUnretainedValue()
         var answer: PluginWire.Answer
         do {
-            let decoded = try JSONDecoder().decode(PluginWire.Request.self, from: Data(String(cString: request!).utf8))
+            let decoded = try PluginWire.decode(PluginWire.Request.self, from: String(cString: request!), what: "partition request")
             var options = decoded.options
             options.strategy = decoded.strategy
             let drafts = try exported.strategy.groups(for: decoded.parameters, options: options)
@@ -217,9 +217,13 @@ enum PluginWire {
         init(error: String) { self.error = error }
     }
 
+    /// `value` as compact JSON with sorted keys (through the JSON layer, Support/JSON*.swift).
     static func text(_ value: some Encodable) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return String(decoding: try encoder.encode(value), as: UTF8.self)
+        try JSONValueEncoder.encode(value).sortedByKey().text(.compact)
+    }
+
+    /// Decodes `type` from `text`, strictly; `what` names the text in errors.
+    static func decode<T: Decodable>(_ type: T.Type, from text: String, what: String) throws -> T {
+        try JSONValueDecoder.decode(type, from: Array(text.utf8), source: what)
     }
 }

@@ -144,7 +144,8 @@ public enum GroupingPluginLoader {
             do {
                 let decoded: PluginWire.StrategyDescription
                 do {
-                    decoded = try JSONDecoder().decode(PluginWire.StrategyDescription.self, from: Data(description.utf8))
+                    decoded = try PluginWire.decode(PluginWire.StrategyDescription.self, from: description,
+                                                    what: "strategy description")
                 } catch {
                     throw GroupingPluginError.invalidDescription(path: path, reason: "\(error)")
                 }
@@ -197,7 +198,7 @@ struct PluginStrategy: GroupingStrategy, @unchecked Sendable {
         defer { release(context, answer) }
         let decoded: PluginWire.Answer
         do {
-            decoded = try JSONDecoder().decode(PluginWire.Answer.self, from: Data(String(cString: answer).utf8))
+            decoded = try PluginWire.decode(PluginWire.Answer.self, from: String(cString: answer), what: "partition answer")
         } catch {
             throw GroupingPluginError.invalidAnswer(path: path, strategy: name, reason: "\(error)")
         }

@@ -74,15 +74,14 @@ public struct RuleFile: Sendable, Equatable {
         func invalid(_ rule: Int?, _ reason: String) -> GroupingError {
             .ruleFileInvalid(source: source, rule: rule, reason: reason)
         }
-        let value: GroupingOptionValue
+        let value: JSONValue
         do {
-            value = try JSONDecoder().decode(GroupingOptionValue.self, from: data)
+            value = try JSONParser.parse(data, source: source)
         } catch {
-            var reason = "\(error)"
-            if case DecodingError.dataCorrupted(let context) = error {
-                reason = (context.underlyingError as NSError?)?.localizedDescription ?? context.debugDescription
+            if case .duplicateKey(_, let keyPath) = error.kind {
+                throw invalid(nil, "line \(error.line), column \(error.column): key `\(keyPath)` appears more than once; keep one")
             }
-            throw invalid(nil, "not valid JSON (\(reason))")
+            throw invalid(nil, "not valid JSON (\(error.locatedReason))")
         }
         guard case .object(let top) = value else { throw invalid(nil, "the top level must be an object with `rules`") }
         let topKeys = ["rules", "thresholds", "description"]
@@ -124,7 +123,7 @@ public struct RuleFile: Sendable, Equatable {
                 guard case .number(let threshold) = entry else {
                     throw invalid(nil, "`thresholds.\(group)` is \(entry); thresholds must be numbers")
                 }
-                thresholds[group] = threshold
+                thresholds[group] = threshold.double
             }
         }
         try self.init(rules: rules, thresholds: thresholds, source: source)

@@ -49,7 +49,7 @@ public struct Recipe: Sendable, Equatable {
         self.data = data
         self.privacy = privacy
         self.training = training
-        self.output = output ?? OutputSection(directory: "runs/\(name)")
+        self.output = output ?? OutputSection(directory: OutputSection.defaultDirectory(for: name))
         self.plugins = plugins
     }
 
@@ -77,7 +77,7 @@ public struct Recipe: Sendable, Equatable {
     /// `name`; applies `overrides` and validates.
     public static func parse(json text: String, file: String = "recipe.json", overrides: [String] = []) throws -> Recipe {
         let defaultName = URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent
-        return try RecipeReading.recipe(from: text, file: file, defaultName: defaultName, overrides: overrides)
+        return try RecipeResolution.recipe(from: text, file: file, defaultName: defaultName, overrides: overrides)
     }
 
     /// Every key path a recipe may hold (objects and leaves), e.g. `training.optimizer.beta1`.
@@ -85,13 +85,19 @@ public struct Recipe: Sendable, Equatable {
     /// listed.
     public static var knownKeys: [String] { RecipeSchema.allKeyPaths }
 
+    /// One line per key, from the key table (Recipe/RecipeKeys.swift): its path, what it
+    /// takes, its default (or "required") and what it means.
+    public static var keyReference: String { RecipeKeys.reference }
+
     // MARK: Resolved form
 
     /// The recipe with every default filled in: pretty JSON, keys sorted, two-space indent, no
     /// trailing newline. Optional settings that are unset appear as `null`; of two
     /// alternatives (`epochs`/`steps`, `target_epsilon`/`noise_multiplier`) only the one in use
     /// appears, and keys that do not apply to the chosen variant are left out.
-    public var resolvedJSON: String { RecipeReading.json(of: self).rendered() }
+    public var resolvedJSON: String {
+        RecipeResolution.resolvedJSON(of: self).text(.pretty(indent: 2, inlineArrayWidth: 72))
+    }
 
     /// SHA-256 of `resolvedJSON` (UTF-8), as 64 lowercase hex digits.
     public var hash: String {
@@ -338,6 +344,16 @@ extension Recipe {
             if case .noiseMultiplier(let sigma) = noise { return sigma }
             return nil
         }
+
+        /// The grouping strategy to resolve and the options it gets: `grouping` with
+        /// `groupingOptions`, or, when `rules` is set, `"rules"` with `groupingOptions` plus
+        /// `"file": rules` (every other option, such as `allocation`, kept).
+        public var strategy: (name: String, options: GroupingOptions) {
+            guard let rules else { return (grouping, groupingOptions) }
+            var options = groupingOptions
+            options["file"] = .string(rules)
+            return ("rules", options)
+        }
     }
 
     /// `"training"`: how long, in what batches, with which optimizer and schedule.
@@ -490,6 +506,9 @@ extension Recipe {
             self.checkpointEvery = checkpointEvery
             self.export = export
         }
+
+        /// The run directory of a recipe named `name` that does not give one: `runs/<name>`.
+        public static func defaultDirectory(for name: String) -> String { "runs/\(name)" }
     }
 }
 
@@ -503,8 +522,9 @@ public enum RecipeError: Error, CustomStringConvertible, Equatable {
     case unreadable(file: String, reason: String)
     /// The text is not JSON; `reason` gives line and column.
     case notJSON(file: String, reason: String)
-    /// An object names the same key twice (JSON readers differ on which wins).
-    case duplicateKey(file: String, keyPath: String)
+    /// An object names the same key twice (JSON readers differ on which wins); `line` and
+    /// `column` are where it appears again.
+    case duplicateKey(file: String, keyPath: String, line: Int, column: Int)
     /// A key the schema does not have; `suggestion` is the closest known key path, `known` the
     /// keys allowed beside it.
     case unknownKey(file: String, keyPath: String, suggestion: String?, known: [String])
@@ -525,7 +545,7 @@ public enum RecipeError: Error, CustomStringConvertible, Equatable {
     public var keyPath: String? {
         switch self {
         case .unreadable, .notJSON, .malformedOverride: return nil
-        case .duplicateKey(_, let keyPath), .unknownKey(_, let keyPath, _, _), .missingKey(_, let keyPath, _),
+        case .duplicateKey(_, let keyPath, _, _), .unknownKey(_, let keyPath, _, _), .missingKey(_, let keyPath, _),
              .wrongType(_, let keyPath, _, _), .invalidValue(_, let keyPath, _, _),
              .exclusiveKeys(_, let keyPath, _, _, _), .conflict(_, let keyPath, _):
             return keyPath
@@ -539,8 +559,8 @@ public enum RecipeError: Error, CustomStringConvertible, Equatable {
             return "\(file): cannot read the recipe (\(reason))"
         case .notJSON(let file, let reason):
             return "\(file): not valid JSON (\(reason))"
-        case .duplicateKey(let file, let keyPath):
-            return "\(file): key \"\(keyPath)\" appears more than once; keep one"
+        case .duplicateKey(let file, let keyPath, let line, let column):
+            return "\(file):\(line):\(column): key \"\(keyPath)\" appears more than once; keep one"
         case .unknownKey(let file, let keyPath, let suggestion, let known):
             if let suggestion { return "\(file): unknown key \"\(keyPath)\" (did you mean \"\(suggestion)\"?)" }
             let parent = keyPath.split(separator: ".").dropLast().joined(separator: ".")

@@ -6,6 +6,7 @@
 
 /// A value the reader could not use: it names the source, the key path and what was wrong.
 public struct JSONAccessError: Error, Equatable, CustomStringConvertible {
+    /// What kind of fault, for callers that react to some specially.
     public enum Kind: Sendable, Equatable {
         /// A required key is absent.
         case missingKey
@@ -15,10 +16,12 @@ public struct JSONAccessError: Error, Equatable, CustomStringConvertible {
         case outOfRange
     }
 
+    /// The file or other origin of the document.
     public var source: String
     /// The path of the value at fault, e.g. `training.optimizer.learning_rate` or
     /// `rules[2].group`; empty for the whole document.
     public var keyPath: String
+    /// What kind of fault.
     public var kind: Kind
     /// What was expected and found, e.g. `expected a number, found "x"`.
     public var problem: String
@@ -45,10 +48,14 @@ extension JSONValue {
 /// A value with its source and key path, read through typed getters that throw
 /// `JSONAccessError` naming the key path.
 public struct JSONReader: Sendable {
+    /// The value read.
     public let value: JSONValue
+    /// The file or other origin of the document, for errors.
     public let source: String
+    /// Where the value sits in the document, e.g. `training.seed` (empty: the whole of it).
     public let keyPath: String
 
+    /// `value`, found at `keyPath` in the document from `source`.
     public init(_ value: JSONValue, source: String, keyPath: String = "") {
         self.value = value
         self.source = source
@@ -60,6 +67,7 @@ public struct JSONReader: Sendable {
         self.init(try JSONParser.parse(bytes, source: source), source: source)
     }
 
+    /// An error about this value: source and key path filled in.
     public func error(_ kind: JSONAccessError.Kind, _ problem: String) -> JSONAccessError {
         JSONAccessError(source: source, keyPath: keyPath, kind: kind, problem: problem)
     }
@@ -103,11 +111,13 @@ public struct JSONReader: Sendable {
         return items.enumerated().map { JSONReader($1, source: source, keyPath: jsonKeyPath(keyPath, index: $0)) }
     }
 
+    /// The value as a string; any other type is an error.
     public func string() throws -> String {
         guard case .string(let string) = value else { throw wrongType("a string") }
         return string
     }
 
+    /// The value as a boolean; any other type is an error.
     public func bool() throws -> Bool {
         guard case .bool(let bool) = value else { throw wrongType("true or false") }
         return bool
@@ -172,11 +182,14 @@ func jsonKeyPath(_ codingPath: [CodingKey]) -> String {
 /// literal that is finite in the type. Errors are `JSONAccessError`s naming the key path.
 /// Unknown keys are left to the type (as with Foundation's decoder).
 public struct JSONValueDecoder: Decoder {
+    /// The value this decoder reads.
     public let value: JSONValue
+    /// The file or other origin of the document, for errors.
     public let source: String
     public let codingPath: [CodingKey]
     public var userInfo: [CodingUserInfoKey: Any] { [:] }
 
+    /// A decoder of `value` from `source`, found at `codingPath`.
     public init(value: JSONValue, source: String, codingPath: [CodingKey] = []) {
         self.value = value
         self.source = source

@@ -23,6 +23,7 @@ public struct JSONParseError: Error, Equatable, CustomStringConvertible {
 
     /// The file or other origin of the text, as given to the parser.
     public var source: String
+    /// What went wrong.
     public var kind: Kind
     /// Line and column (both from 1) of the fault.
     public var line: Int

@@ -23,6 +23,7 @@ public struct JSONNumber: Sendable, CustomStringConvertible {
         self.literal = literal
     }
 
+    /// The decimal literal of `value`, exactly.
     public init<Integer: BinaryInteger>(_ value: Integer) {
         literal = String(value)
     }
@@ -101,12 +102,14 @@ extension JSONNumber: Equatable {
 
 /// A JSON object: members in the order they were read or added, keys unique.
 public struct JSONObject: Sendable, Sequence, ExpressibleByDictionaryLiteral {
+    /// One member: its key and value.
     public typealias Member = (key: String, value: JSONValue)
 
     /// The members in order.
     public private(set) var members: [Member] = []
     private var indexByKey: [String: Int] = [:]
 
+    /// An empty object.
     public init() {}
 
     /// Members in the given order; a repeated key keeps its first place and its last value.
@@ -118,7 +121,12 @@ public struct JSONObject: Sendable, Sequence, ExpressibleByDictionaryLiteral {
         self.init(elements.map { (key: $0.0, value: $0.1) })
     }
 
+    /// The keys, in order.
     public var keys: [String] { members.map(\.key) }
+    /// The values, in order of their keys.
+    public var values: [JSONValue] { members.map(\.value) }
+    /// The members as a dictionary (their order lost).
+    public var dictionary: [String: JSONValue] { Dictionary(uniqueKeysWithValues: members.map { ($0.key, $0.value) }) }
     public var count: Int { members.count }
     public var isEmpty: Bool { members.isEmpty }
 
@@ -184,6 +192,7 @@ public indirect enum JSONValue: Sendable, Equatable {
         }
     }
 
+    /// Whether this is `null`.
     public var isNull: Bool { self == .null }
 
     /// Whether this is neither an array nor an object.
@@ -194,6 +203,7 @@ public indirect enum JSONValue: Sendable, Equatable {
         }
     }
 
+    /// A number from a Swift integer or Double (see `JSONNumber`).
     public static func number(_ value: Int) -> JSONValue { .number(JSONNumber(value)) }
     public static func number(_ value: UInt64) -> JSONValue { .number(JSONNumber(value)) }
     public static func number(_ value: Double) -> JSONValue { .number(JSONNumber(value)) }
@@ -212,8 +222,7 @@ public indirect enum JSONValue: Sendable, Equatable {
 }
 
 extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral,
-                     ExpressibleByBooleanLiteral, ExpressibleByDictionaryLiteral, ExpressibleByArrayLiteral,
-                     ExpressibleByNilLiteral {
+                     ExpressibleByBooleanLiteral, ExpressibleByDictionaryLiteral, ExpressibleByArrayLiteral {
     public init(stringLiteral value: String) { self = .string(value) }
     public init(integerLiteral value: Int) { self = .number(JSONNumber(value)) }
     public init(floatLiteral value: Double) { self = .number(JSONNumber(value)) }
@@ -222,7 +231,6 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
         self = .object(JSONObject(elements.map { (key: $0.0, value: $0.1) }))
     }
     public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
-    public init(nilLiteral: ()) { self = .null }
 }
 
 extension JSONValue: CustomStringConvertible {

@@ -186,14 +186,7 @@ public final class RecipeRunner {
         var totalSteps = plannedSteps
         var history = resumeFrom?.state.history ?? []
         if let privacy = recipe.privacy {
-            let options: GroupingOptions
-            var strategy = privacy.grouping
-            if let rules = privacy.rules {
-                strategy = "rules"
-                options = GroupingOptions(["file": .string(rules)])
-            } else {
-                options = privacy.groupingOptions
-            }
+            let (strategy, options) = privacy.strategy
             let grouping = try registry.resolve(strategy: strategy, options: options,
                                                                 parameters: model.trainableParameterInfos,
                                                                 threshold: privacy.threshold)
