@@ -2,8 +2,8 @@ import Foundation
 import Testing
 @testable import DPFT
 
-/// The parts the recipe runner is built from: the micro-batch iterator and the example
-/// loader's one set of rules.
+/// The parts the recipe runner is built from: the micro-batch iterator, the example loader's
+/// one set of rules, the privacy budget, and the training step that `dpft bench step` shares.
 @Suite struct TrainingPartsTests {
     static func example(_ ids: [Int], _ labels: [Int]? = nil) -> TokenizedExample { TokenizedExample(ids: ids, labels: labels) }
 
@@ -48,5 +48,51 @@ import Testing
         #expect(throws: DataError.noTrainableTokens(path: url.path, dropped: 1, maxLength: nil)) {
             try ExampleLoader(encoder: nil).load(path: url.path)
         }
+    }
+
+    @Test func privacyBudgetBooksStepsAndStopsBeforeTheTarget() throws {
+        var budget = PrivacyBudget(accountant: .rdp, delta: 1e-5, targetEpsilon: 2.0, noiseMultiplier: 1.0,
+                                   sampleRate: 0.01, plannedSteps: 10_000)
+        budget.recordStep()
+        budget.recordStep()
+        #expect(budget.history == [MechanismSegment(noiseMultiplier: 1.0, sampleRate: 0.01, steps: 2)])
+        #expect(budget.stepsTaken == 2)
+        let fits = try #require(try budget.stopBeforeExceedingTarget())
+        #expect(budget.totalSteps == 2 + fits && budget.totalSteps > 100 && budget.totalSteps < 1000, "ε(100) ≈ 1.2, ε(1000) ≈ 2.1")
+        func epsilon(_ steps: Int) throws -> Double {
+            try Accountant.rdp.epsilon(history: [MechanismSegment(noiseMultiplier: 1, sampleRate: 0.01, steps: steps)],
+                                       delta: 1e-5).epsilon
+        }
+        #expect(try epsilon(budget.totalSteps) <= 2.0 && epsilon(budget.totalSteps + 1) > 2.0)
+        #expect(try budget.stopBeforeExceedingTarget() == nil, "a second call changes nothing")
+        let noiseless = PrivacyBudget(accountant: .prv, delta: 1e-5, targetEpsilon: nil, noiseMultiplier: 0,
+                                      sampleRate: 0.1, plannedSteps: 3)
+        #expect(try noiseless.spent() == nil, "σ = 0: ε is unbounded")
+    }
+
+    /// `dpft bench step` runs the runner's `TrainingStep`: private steps hold books, and a
+    /// seeded private step is reproducible.
+    @Test func benchmarkAndRunnerShareTheTrainingStep() throws {
+        let config = try ModelConfig(contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../recipes/models/gpt2-tiny.json").standardized)
+        let nonPrivate = try StepBenchmark.run(config: config, batchSize: 3, sequenceLength: 8, steps: 1)
+        #expect(nonPrivate.peakBookBytes == 0 && nonPrivate.secondsPerStep.count == 1)
+        let layerWise = try StepBenchmark.run(config: config, batchSize: 3, sequenceLength: 8, steps: 1, grouping: "all-layer")
+        #expect(layerWise.peakBookBytes > 0)
+
+        func seededStep() throws -> [Float] {
+            let model = try Transformer(checkpoint: Checkpoint.initialized(config: config, seed: 1), maxBatchSize: 2,
+                                        maxSequenceLength: 6)
+            let grouping = try GroupingRegistry.builtIn.resolve(strategy: "layer-wise", options: [:],
+                                                                parameters: model.trainableParameterInfos, threshold: 1)
+            let step = TrainingStep(model: model, optimizer: try Optimizer(kind: .sgd(), model: model),
+                                    examples: (0..<5).map { Self.example(Array(($0 + 1)...($0 + 6))) }, physicalBatchSize: 2,
+                                    method: .poisson(engine: try PrivateGradient(model: model, grouping: grouping, clipping: .abadi),
+                                                     sampleRate: 0.6, noiseMultiplier: 1, noiseSeed: 4))
+            let result = try step.run(step: 3, learningRate: 0.1)
+            #expect(result.examples > 0 && result.tokens == 6 * result.examples)
+            return (0..<model.gradients.count).map { model.gradients.storage.base[$0] }
+        }
+        #expect(try seededStep() == seededStep())
     }
 }
