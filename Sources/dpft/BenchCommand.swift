@@ -90,8 +90,12 @@ struct BenchCommand: ParsableCommand {
 
     struct Step: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Time non-private training steps (forward + backward + SGD) on random tokens.",
-            discussion: "The default is DESIGN.md §8's reference GPT: gpt2, d=256, 4 layers, 4 heads, vocab 8192, T=128, B=16.")
+            abstract: "Time training steps (the recipe runner's TrainingStep, with SGD) on random tokens.",
+            discussion: """
+                Non-private unless --private is given. Every step takes all B examples in one \
+                micro-batch (a private step samples them at q = 1). The default is DESIGN.md §8's \
+                reference GPT: gpt2, d=256, 4 layers, 4 heads, vocab 8192, T=128, B=16.
+                """)
 
         @Option(help: "Model config.json (random weights).")
         var config: String = "recipes/models/gpt2-reference.json"

@@ -11,6 +11,26 @@ func loadTokenizer(path: String?, checkpoint: Checkpoint, checkpointPath: String
     return nil
 }
 
+/// How `dpft eval` and `dpft norms` read a data file: with a recipe, its templates, BOS/EOS
+/// and data rules (`format`, `on_malformed`); without one, the plain encoder and the default
+/// rules. Either way examples are cut to the model's positions (see `ExampleLoader`).
+func exampleLoader(recipe: Recipe?, tokenizer: Tokenizer?, checkpoint: Checkpoint) throws -> ExampleLoader {
+    let encoder: ExampleEncoder?
+    if let recipe, let tokenizer {
+        encoder = try recipe.data.exampleEncoder(tokenizer: tokenizer)
+    } else {
+        encoder = try ExampleEncoding.plainEncoder(tokenizer)
+    }
+    let positions = checkpoint.config.maxPositions
+    return recipe.map { ExampleLoader(recipe: $0.data, encoder: encoder, maxLength: positions) }
+        ?? ExampleLoader(encoder: encoder, maxLength: positions)
+}
+
+/// Writes "note: …" to standard error.
+func note(_ text: String) {
+    FileHandle.standardError.write(Data("note: \(text)\n".utf8))
+}
+
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
@@ -54,12 +74,8 @@ struct EvalCommand: ParsableCommand {
         let model = try Checkpoint.read(from: URL(fileURLWithPath: checkpointPath))
         let tokenizerModel = try loadTokenizer(path: tokenizer ?? loadedRecipe?.model.tokenizer, checkpoint: model,
                                                checkpointPath: checkpointPath)
-        var encoder = try ExampleEncoding.plainEncoder(tokenizerModel)
-        if let loadedRecipe, let tokenizerModel {
-            encoder = try loadedRecipe.data.exampleEncoder(tokenizer: tokenizerModel)
-        }
-        let (result, truncated) = try Evaluation.evaluate(model, dataFile: URL(fileURLWithPath: dataPath),
-                                                          encoder: encoder, batchSize: batchSize)
+        let data = try exampleLoader(recipe: loadedRecipe, tokenizer: tokenizerModel, checkpoint: model).load(path: dataPath)
+        let result = try Evaluation.evaluate(model, examples: data.examples, batchSize: batchSize)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
@@ -68,9 +84,7 @@ struct EvalCommand: ParsableCommand {
             print(String(format: "loss %.6f  perplexity %.4f  (%d tokens scored in %d examples)",
                          result.loss, result.perplexity, result.tokens, result.examples))
         }
-        if truncated > 0 {
-            FileHandle.standardError.write(Data("note: \(truncated) examples were truncated to \(model.config.maxPositions) tokens\n".utf8))
-        }
+        if data.hasDrops { note(data.summary(path: dataPath)) }
     }
 }
 

@@ -88,20 +88,11 @@ struct NormsCommand: ParsableCommand {
         let model = try Checkpoint.read(from: URL(fileURLWithPath: checkpoint))
         let tokenizerModel = try loadTokenizer(path: tokenizer ?? loadedRecipe?.model.tokenizer, checkpoint: model,
                                                checkpointPath: checkpoint)
-        var tokenized: [TokenizedExample] = []
-        var encoder = try ExampleEncoding.plainEncoder(tokenizerModel)
-        if let recipeData = loadedRecipe?.data, let tokenizerModel {
-            encoder = try recipeData.exampleEncoder(tokenizer: tokenizerModel)
-        }
-        for (line, record) in try JSONLReader.read(URL(fileURLWithPath: data)) where tokenized.count < examples {
-            var example = try ExampleEncoding.encode(record, encoder: encoder, path: data, line: line)
-            example.truncate(to: model.config.maxPositions)
-            if !example.ids.isEmpty { tokenized.append(example) }
-        }
-        guard !tokenized.isEmpty else { throw DataError.noExamples(path: data) }
-        if tokenized.count < examples {
-            FileHandle.standardError.write(Data("note: \(data) has only \(tokenized.count) usable examples\n".utf8))
-        }
+        let loaded = try exampleLoader(recipe: loadedRecipe, tokenizer: tokenizerModel, checkpoint: model)
+            .load(path: data, limit: examples)
+        let tokenized = loaded.examples
+        if loaded.hasDrops { note(loaded.summary(path: data)) }
+        if tokenized.count < examples { note("\(data) has only \(tokenized.count) usable examples") }
         let hasAdapters = !model.adapters.isEmpty || lora != nil
         let selection: TrainableSelection = (trainable ?? (hasAdapters ? .adapters : .all)) == .all ? .all : .adapters
         let transformer = try Transformer(checkpoint: model, lora: lora, trainable: selection,

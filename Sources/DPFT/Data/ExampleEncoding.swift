@@ -1,14 +1,6 @@
-/// Turns data records into token ids and labels where the caller may have no tokenizer.
+/// The default encoder of the commands that may have no recipe (`dpft eval`, `dpft norms`);
+/// `ExampleLoader` reads pre-tokenized records when there is no tokenizer at all.
 public enum ExampleEncoding {
-    /// With an encoder, every record shape is encoded by it (templates, BOS/EOS, label masks).
-    /// Without one only pre-tokenized records are possible; text, instruction and chat records
-    /// are an error naming the line.
-    public static func encode(_ record: DataRecord, encoder: ExampleEncoder?, path: String, line: Int) throws -> TokenizedExample {
-        if let encoder { return try encoder.encode(record).example }
-        guard case .tokens(let ids, let labels) = record else { throw DataError.needsTokenizer(path: path, line: line) }
-        return TokenizedExample(ids: ids, labels: labels)
-    }
-
     /// The encoder `dpft eval` and `dpft norms` use by default: the Alpaca and chat templates,
     /// response-only labels, and no BOS/EOS around plain text (so `{"text"}` scores exactly the
     /// text's own tokens, as transformers does on the same ids).

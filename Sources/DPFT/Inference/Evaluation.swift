@@ -30,42 +30,37 @@ public enum Evaluation {
         public var examples: Int
     }
 
-    /// Runs the model over `examples` in batches (no gradients); loss = Σ token CE / tokens.
+    /// Runs the model over `examples` in micro-batches (no gradients); loss = Σ token CE / tokens.
     public static func evaluate(_ model: Transformer, examples: [TokenizedExample], batchSize: Int,
                                 progress: ((Int) -> Void)? = nil) throws -> Result {
         var totalLoss = 0.0, totalTokens = 0
-        var start = 0
-        while start < examples.count {
-            let chunk = examples[start..<min(start + batchSize, examples.count)]
-            let batch = TokenBatch(examples: chunk.map { ($0.ids, $0.labels) })
-            try model.forward(batch)
-            for b in 0..<batch.batchSize {
+        for micro in MicroBatches(examples, size: batchSize) {
+            try model.forward(micro.batch)
+            for b in 0..<micro.batch.batchSize {
                 totalLoss += Double(model.perExampleLosses[b]) * Double(model.perExampleTokenCounts[b])
                 totalTokens += model.perExampleTokenCounts[b]
             }
-            start += chunk.count
-            progress?(start)
+            progress?(micro.done)
         }
         let loss = totalTokens > 0 ? totalLoss / Double(totalTokens) : 0
         return Result(loss: loss, perplexity: exp(loss), tokens: totalTokens, examples: examples.count)
     }
 
-    /// Evaluates a checkpoint on a JSON Lines file of any record shape, as `dpft eval` does:
-    /// examples longer than the model's positions are truncated (their count is returned),
-    /// empty ones skipped.
+    /// Evaluates a checkpoint on a JSON Lines file of any record shape, as `dpft eval` does
+    /// without a recipe: read by `ExampleLoader` (every shape, a bad line stops, examples cut to
+    /// the model's positions and counted, examples with no scored token dropped). Returns the
+    /// number of truncated examples with the result.
     public static func evaluate(_ checkpoint: Checkpoint, dataFile: URL, encoder: ExampleEncoder?,
                                 batchSize: Int) throws -> (result: Result, truncated: Int) {
-        var examples: [TokenizedExample] = []
-        var truncated = 0
-        for (line, record) in try JSONLReader.read(dataFile) {
-            var example = try ExampleEncoding.encode(record, encoder: encoder, path: dataFile.path, line: line)
-            if example.truncate(to: checkpoint.config.maxPositions) { truncated += 1 }
-            if !example.ids.isEmpty { examples.append(example) }
-        }
-        guard !examples.isEmpty else { throw DataError.noExamples(path: dataFile.path) }
+        let data = try ExampleLoader(encoder: encoder, maxLength: checkpoint.config.maxPositions).load(path: dataFile.path)
+        return (try evaluate(checkpoint, examples: data.examples, batchSize: batchSize), data.truncated)
+    }
+
+    /// Evaluates a checkpoint (frozen, sized for `examples`) on examples already loaded.
+    public static func evaluate(_ checkpoint: Checkpoint, examples: [TokenizedExample], batchSize: Int) throws -> Result {
         let model = try Transformer(checkpoint: checkpoint, trainable: TrainableSelection.none,
-                                    maxBatchSize: min(batchSize, examples.count),
-                                    maxSequenceLength: examples.map(\.ids.count).max()!)
-        return (try evaluate(model, examples: examples, batchSize: batchSize), truncated)
+                                    maxBatchSize: max(1, min(batchSize, examples.count)),
+                                    maxSequenceLength: examples.map(\.ids.count).max() ?? 1)
+        return try evaluate(model, examples: examples, batchSize: batchSize)
     }
 }

@@ -18,13 +18,10 @@ public struct PerSampleNormsReport {
         let engine = try PrivateGradient(model: model, grouping: grouping, clipping: clipping)
         model.zeroGradients()
         var norms: [[Double]] = [], factors: [[Double]] = []
-        var start = 0
-        while start < examples.count {
-            let chunk = examples[start..<min(start + batchSize, examples.count)]
-            try engine.accumulate(TokenBatch(examples: chunk.map { ($0.ids, $0.labels) }))
+        for micro in MicroBatches(examples, size: batchSize) {
+            try engine.accumulate(micro.batch)
             norms += engine.perSampleNorms
             factors += engine.clipFactors
-            start += chunk.count
         }
         let gradient = model.trainableNames.map { (name: $0, tensor: model.gradients[$0]!.copy()) }
         return PerSampleNormsReport(grouping: grouping, clipping: clipping, perSampleNorms: norms,

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Times non-private training steps (forward + backward + SGD update) on random tokens.
+/// Times training steps — the runner's own `TrainingStep` — on random tokens.
 public enum StepBenchmark {
     public struct Result: Sendable {
         public var secondsPerStep: [Double]
@@ -15,10 +15,12 @@ public enum StepBenchmark {
         public var tokensPerSecond: Double { Double(tokensPerStep) / medianSeconds }
     }
 
-    /// Builds a random model from `config`, then runs `warmup` untimed and `steps` timed steps.
-    /// With `grouping`, each step is private: book-keeping clipping with that strategy (total
-    /// threshold 1), noise σ = 1 from the secure generator, division by the batch size; the
-    /// strategy is looked up in `registry` and given `groupingOptions`.
+    /// Builds a random model from `config` and `batchSize` random examples of `sequenceLength`
+    /// tokens, then runs `warmup` untimed and `steps` timed `TrainingStep`s (SGD, learning rate
+    /// 1e-4), each over all the examples in one micro-batch. Non-private by default; with
+    /// `grouping`, private as in a run: Poisson sampling at q = 1 (every example, expected
+    /// batch B), book-keeping clipping with that strategy (total threshold 1, looked up in
+    /// `registry` with `groupingOptions`), noise σ = 1 from the secure generator, division by B.
     public static func run(config: ModelConfig, batchSize: Int, sequenceLength: Int, steps: Int,
                            warmup: Int = 1, lora: LoRAConfig? = nil, grouping: String? = nil,
                            groupingOptions: GroupingOptions = [:], registry: GroupingRegistry = .builtIn,
@@ -28,33 +30,28 @@ public enum StepBenchmark {
                                     maxSequenceLength: sequenceLength, adapterSeed: 2)
         var generator = SeededGenerator(seed: 3)
         let examples = (0..<batchSize).map { _ in
-            (ids: (0..<sequenceLength).map { _ in Int(generator.next() % UInt64(config.vocabularySize)) },
-             labels: [Int]?.none)
+            TokenizedExample(ids: (0..<sequenceLength).map { _ in Int(generator.next() % UInt64(config.vocabularySize)) },
+                             labels: nil)
         }
-        let batch = TokenBatch(examples: examples, sequenceLength: sequenceLength)
-        let optimizer = try Optimizer(kind: .sgd(), model: model)
-        let engine = try grouping.map { name in
-            try PrivateGradient(model: model, grouping: registry.resolve(
-                strategy: name, options: groupingOptions, parameters: model.trainableParameterInfos, threshold: 1),
+        let method: TrainingStep.Method
+        if let grouping {
+            let engine = try PrivateGradient(model: model, grouping: registry.resolve(
+                strategy: grouping, options: groupingOptions, parameters: model.trainableParameterInfos, threshold: 1),
                 clipping: clipping)
+            method = .poisson(engine: engine, sampleRate: 1, noiseMultiplier: 1, noiseSeed: nil)
+        } else {
+            method = .shuffled(batchSize: batchSize, seed: 0)
         }
-        var noise = NoiseSource.secure()
+        let trainingStep = TrainingStep(model: model, optimizer: try Optimizer(kind: .sgd(), model: model),
+                                        examples: examples, physicalBatchSize: batchSize, method: method)
         var times: [Double] = []
         for step in 0..<(warmup + steps) {
             let start = DispatchTime.now().uptimeNanoseconds
-            model.zeroGradients()
-            if let engine {
-                try engine.accumulate(batch)
-                try engine.finishLogicalBatch(noiseMultiplier: 1, expectedBatchSize: Double(batchSize), noise: &noise)
-            } else {
-                try model.forward(batch)
-                model.backward()
-            }
-            optimizer.step(model: model, learningRate: 1e-4)
+            try trainingStep.run(step: step, learningRate: 1e-4)
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             if step >= warmup { times.append(seconds) }
         }
         return Result(secondsPerStep: times, tokensPerStep: batchSize * sequenceLength,
-                      trainableParameters: model.gradients.count, peakBookBytes: engine?.peakBookBytes ?? 0)
+                      trainableParameters: model.gradients.count, peakBookBytes: trainingStep.peakBookBytes)
     }
 }

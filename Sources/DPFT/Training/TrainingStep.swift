@@ -1,0 +1,150 @@
+import Foundation
+
+/// One optimizer step of training, the same code for `dpft recipe` and `dpft bench step`:
+/// draw the logical batch, run it in physical micro-batches, form the gradient, update.
+///
+/// - Private (DESIGN.md §3): a Poisson-sampled logical batch (each example joins with
+///   probability q), book-keeping clipping over its micro-batches (Σ_i Σ_k C_ik g_i|k), Gaussian
+///   noise once per logical batch, division by the expected batch size q·N.
+/// - Non-private: shuffled epochs of fixed-size batches bucketed by length (seeded); the mean
+///   gradient over the logical batch.
+///
+/// This is the only place the training loop calls the model's forward/backward and the
+/// book-keeping engine.
+public final class TrainingStep {
+    /// How logical batches are drawn and turned into a gradient.
+    public enum Method {
+        /// DP-SGD with book-keeping clipping by `engine`; σ = `noiseMultiplier`. With a
+        /// `noiseSeed` the batches and the noise of step s come from streams derived from the
+        /// seed and s (reproducible, also across resume); without one from the secure generator.
+        case poisson(engine: PrivateGradient, sampleRate: Double, noiseMultiplier: Double, noiseSeed: UInt64?)
+        /// Non-private: fixed-size batches from seeded, length-bucketed shuffles of each epoch.
+        case shuffled(batchSize: Int, seed: UInt64)
+    }
+
+    /// What one step saw.
+    public struct Result: Sendable {
+        /// Mean per-example loss over the logical batch (NaN for an empty batch). Computed on
+        /// private data: not itself privatized.
+        public var loss: Double
+        /// Examples in the logical batch.
+        public var examples: Int
+        /// Their unpadded tokens.
+        public var tokens: Int
+    }
+
+    public let model: Transformer
+    public let optimizer: Optimizer
+    public let examples: [TokenizedExample]
+    public let physicalBatchSize: Int
+    public let method: Method
+    private let sampler: PoissonSampler?
+    private var secureSource = NoiseSource.secure()
+    private var shuffled: [Int] = []
+
+    /// `examples` are the training set (N = their count); micro-batches hold at most
+    /// `physicalBatchSize` of them.
+    public init(model: Transformer, optimizer: Optimizer, examples: [TokenizedExample], physicalBatchSize: Int,
+                method: Method) {
+        self.model = model
+        self.optimizer = optimizer
+        self.examples = examples
+        self.physicalBatchSize = max(physicalBatchSize, 1)
+        self.method = method
+        if case .poisson(_, let sampleRate, _, _) = method {
+            sampler = PoissonSampler(datasetSize: examples.count, sampleRate: sampleRate)
+        } else {
+            sampler = nil
+        }
+    }
+
+    /// Largest bytes of book copies held during private steps (0 for non-private).
+    public var peakBookBytes: Int {
+        if case .poisson(let engine, _, _, _) = method { return engine.peakBookBytes }
+        return 0
+    }
+
+    /// Step `step` (0-based; selects the seeded streams and the epoch): zero the gradients,
+    /// form the (private) gradient of a logical batch, take an optimizer step at `learningRate`.
+    @discardableResult
+    public func run(step: Int, learningRate: Float) throws -> Result {
+        model.zeroGradients()
+        let result: Result
+        switch method {
+        case .poisson(let engine, _, let noiseMultiplier, let noiseSeed):
+            result = try privateGradient(step: step, engine: engine, noiseMultiplier: noiseMultiplier, noiseSeed: noiseSeed)
+        case .shuffled(let batchSize, let seed):
+            result = try meanGradient(step: step, batchSize: batchSize, seed: seed)
+        }
+        optimizer.step(model: model, learningRate: learningRate)
+        return result
+    }
+
+    /// Poisson batch → clipped sums over micro-batches → noise once → ÷ q·N (DESIGN.md §3).
+    private func privateGradient(step: Int, engine: PrivateGradient, noiseMultiplier: Double,
+                                 noiseSeed: UInt64?) throws -> Result {
+        let sampler = sampler!
+        var batchSource = noiseSeed.map { NoiseSource.seeded($0, purpose: "sample", index: UInt64(step)) } ?? secureSource
+        // Micro-batches of similar lengths pad less; the clipped sum does not depend on order.
+        let batch = sampler.sample(using: &batchSource).sorted { examples[$0].ids.count < examples[$1].ids.count }
+        if noiseSeed == nil { secureSource = batchSource }
+        var loss = 0.0, tokens = 0
+        for micro in MicroBatches(examples, order: batch, size: physicalBatchSize) {
+            let microLoss = try engine.accumulate(micro.batch)
+            loss += Double(microLoss) * Double(micro.indices.count)
+            tokens += micro.tokens
+        }
+        var noise = noiseSeed.map { NoiseSource.seeded($0, purpose: "noise", index: UInt64(step)) } ?? secureSource
+        try engine.finishLogicalBatch(noiseMultiplier: noiseMultiplier, expectedBatchSize: sampler.expectedBatchSize,
+                                      noise: &noise)
+        if noiseSeed == nil { secureSource = noise }
+        return Result(loss: batch.isEmpty ? .nan : loss / Double(batch.count), examples: batch.count, tokens: tokens)
+    }
+
+    /// Fixed-size batch of a shuffled epoch → Σ_i ∇L_i over micro-batches → ÷ batch size.
+    private func meanGradient(step: Int, batchSize: Int, seed: UInt64) throws -> Result {
+        let N = examples.count
+        let perEpoch = max(N / batchSize, 1)
+        let epoch = step / perEpoch, position = step % perEpoch
+        if shuffled.isEmpty || position == 0 {
+            shuffled = Self.bucketedOrder(lengths: examples.map(\.ids.count), batchSize: batchSize,
+                                          seed: seed &+ UInt64(epoch) &* 0x9E37_79B9)
+        }
+        let batch = Array(shuffled[(position * batchSize)..<min((position + 1) * batchSize, N)])
+        // Each micro-batch adds Σ_i ∇L_i; one division by the logical batch size at the end
+        // gives the mean over the logical batch whatever the micro-batch sizes.
+        model.sumsPerExampleLosses = true
+        defer { model.sumsPerExampleLosses = false }
+        var loss = 0.0, tokens = 0
+        for micro in MicroBatches(examples, order: batch, size: physicalBatchSize) {
+            try model.forward(micro.batch)
+            loss += Double(model.perExampleLosses.reduce(0, +))
+            model.backward()
+            tokens += micro.tokens
+        }
+        scaleGradients(by: 1 / Float(max(batch.count, 1)))
+        return Result(loss: batch.isEmpty ? .nan : loss / Double(batch.count), examples: batch.count, tokens: tokens)
+    }
+
+    private func scaleGradients(by factor: Float) {
+        guard factor != 1 else { return }
+        let base = model.gradients.storage.base
+        for i in 0..<model.gradients.count { base[i] *= factor }
+    }
+
+    /// A shuffled epoch whose batches hold examples of similar length (less padding): shuffle,
+    /// sort runs of 16 batches by length, cut into batches, shuffle the batches.
+    static func bucketedOrder(lengths: [Int], batchSize: Int, seed: UInt64) -> [Int] {
+        var generator = SeededGenerator(seed: seed)
+        let shuffled = Array(lengths.indices).shuffled(using: &generator)
+        let run = batchSize * 16
+        var batches: [[Int]] = []
+        for start in stride(from: 0, to: shuffled.count, by: run) {
+            let sorted = shuffled[start..<min(start + run, shuffled.count)].sorted { lengths[$0] < lengths[$1] }
+            for batchStart in stride(from: 0, to: sorted.count, by: batchSize) {
+                batches.append(Array(sorted[(sorted.startIndex + batchStart)..<min(sorted.startIndex + batchStart + batchSize, sorted.endIndex)]))
+            }
+        }
+        return batches.shuffled(using: &generator).flatMap { $0 }
+    }
+}
