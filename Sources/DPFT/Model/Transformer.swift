@@ -416,7 +416,11 @@ public final class Transformer {
     }
 
     private var attentionShape: AttentionShape {
-        AttentionShape(batch: current.batch, sequence: current.sequence, heads: config.headCount,
+        attentionShape(batch: current.batch, sequence: current.sequence)
+    }
+
+    private func attentionShape(batch: Int, sequence: Int) -> AttentionShape {
+        AttentionShape(batch: batch, sequence: sequence, heads: config.headCount,
                        keyValueHeads: config.keyValueHeadCount, headDimension: config.headDimension)
     }
 
@@ -434,12 +438,8 @@ public final class Transformer {
             throw ModelError.sequenceTooLong(length: T, maxPositions: config.maxPositions)
         }
         let V = config.vocabularySize
-        for id in batch.ids where id < 0 || Int(id) >= V {
-            throw ModelError.tokenOutOfRange(id: Int(id), vocabularySize: V)
-        }
-        for label in batch.labels where label != TokenBatch.ignoredLabel && (label < 0 || Int(label) >= V) {
-            throw ModelError.tokenOutOfRange(id: Int(label), vocabularySize: V)
-        }
+        try checkTokens(batch.ids.lazy.map(Int.init))
+        try checkTokens(batch.labels.lazy.filter { $0 != TokenBatch.ignoredLabel }.map(Int.init))
         current = (B, T)
         currentLengths = batch.lengths
         currentRows = RowLayout(paddedLengths: batch.lengths, sequenceLength: T)
@@ -449,10 +449,7 @@ public final class Transformer {
 
         embeddingForward(out: blocks.first?.input ?? finalInput, ids: ids, tokenEmbedding: tokenEmbedding,
                          positionEmbedding: positionEmbedding, rows: N, sequence: T, channels: C)
-        for l in blocks.indices {
-            let output = l + 1 < blocks.count ? blocks[l + 1].input : finalInput
-            blockForward(blocks[l], output: output, rows: N)
-        }
+        blocksForward(shape: attentionShape, lengths: currentLengths, keyValues: .batch)
         normForward(finalNorm, out: finalNormOut, mean: finalMean, rstd: finalRstd, inp: finalInput, rows: N)
         head.forward(out: logitsBuffer, outStride: V, inp: finalNormOut, rows: N)
         crossEntropyForward(rowLosses: rowLosses, logits: logitsBuffer, targets: targets, rows: N, vocabulary: V)
@@ -477,6 +474,40 @@ public final class Transformer {
         return perExampleLosses.reduce(0, +) / Float(max(B, 1))
     }
 
+    /// Throws for the first token id outside the vocabulary.
+    private func checkTokens<Tokens: Sequence<Int>>(_ tokens: Tokens) throws {
+        let V = config.vocabularySize
+        for id in tokens where id < 0 || id >= V {
+            throw ModelError.tokenOutOfRange(id: id, vocabularySize: V)
+        }
+    }
+
+    /// Runs `tokens`, the positions right after those already in `cache`, through the model's
+    /// own blocks: each new position attends to the cached keys and values and to the new
+    /// positions before it, and its keys and values are appended to the cache. Returns the
+    /// logits [V] that follow the last new token (valid until the next `forward` or `decode`).
+    /// Generation decodes the prompt in one call, then one token per call.
+    public func decode(_ tokens: [Int], cache: KeyValueCache) throws -> UnsafeBufferPointer<Float> {
+        let T = tokens.count, first = cache.count, C = config.hiddenSize, V = config.vocabularySize
+        guard T > 0 else { throw ModelError.unsupported("decode needs at least one token") }
+        guard first + T <= cache.capacity else {
+            throw ModelError.sequenceTooLong(length: first + T, maxPositions: cache.capacity)
+        }
+        try checkTokens(tokens)
+        precondition(cache.layerCount == blocks.count, "the cache was made for another model")
+        forwardDone = false  // the activations now hold this decode step, nothing to back-propagate
+        for (n, token) in tokens.enumerated() { ids[n] = Int32(token) }
+        embeddingForward(out: blocks.first?.input ?? finalInput, ids: ids, tokenEmbedding: tokenEmbedding,
+                         positionEmbedding: positionEmbedding.map { $0 + first * C }, rows: T, sequence: T, channels: C)
+        blocksForward(shape: attentionShape(batch: 1, sequence: T), lengths: nil, keyValues: .cache(cache, first: first))
+        cache.count = first + T
+        // only the last position's logits are needed
+        let last = (T - 1) * C
+        normForward(finalNorm, out: finalNormOut + last, mean: finalMean, rstd: finalRstd, inp: finalInput + last, rows: 1)
+        head.forward(out: logitsBuffer, outStride: V, inp: finalNormOut + last, rows: 1)
+        return UnsafeBufferPointer(start: logitsBuffer, count: V)
+    }
+
     private func normForward(_ norm: NormParameters, out: UnsafeMutablePointer<Float>,
                              mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
                              inp: UnsafePointer<Float>, rows: Int) {
@@ -490,14 +521,41 @@ public final class Transformer {
         }
     }
 
-    private func blockForward(_ block: Block, output: UnsafeMutablePointer<Float>, rows N: Int) {
+    /// Where a block's attention finds its keys and values.
+    private enum KeyValueSource {
+        /// The batch's own rows: each example's positions 0 ..< T, causal (training, evaluation).
+        case batch
+        /// One sequence's new rows at positions `first ..< first + T`: they attend to the cached
+        /// positions and to each other, and their keys and values join the cache (decoding).
+        case cache(KeyValueCache, first: Int)
+    }
+
+    /// The blocks in order, from blocks[0].input to finalInput, on shape.batch · shape.sequence
+    /// rows (`lengths`: the examples' real lengths for the MoE router, nil = all rows real).
+    private func blocksForward(shape: AttentionShape, lengths: [Int]?, keyValues: KeyValueSource) {
+        for l in blocks.indices {
+            let output = l + 1 < blocks.count ? blocks[l + 1].input : finalInput
+            blockForward(blocks[l], layer: l, output: output, shape: shape, lengths: lengths, keyValues: keyValues)
+        }
+    }
+
+    private func blockForward(_ block: Block, layer l: Int, output: UnsafeMutablePointer<Float>,
+                              shape: AttentionShape, lengths: [Int]?, keyValues: KeyValueSource) {
         let C = config.hiddenSize, I = config.intermediateSize
-        let shape = attentionShape, W = shape.qkvWidth
+        let W = shape.qkvWidth, N = shape.batch * shape.sequence
         normForward(block.norm1, out: block.norm1Out, mean: block.norm1Mean, rstd: block.norm1Rstd,
                     inp: block.input, rows: N)
         for module in block.qkv { module.forward(out: block.qkvOut, outStride: W, inp: block.norm1Out, rows: N) }
-        rotary?.apply(block.qkvOut, shape: shape, inverse: false)
-        attentionForward(out: block.attention, probs: block.probs, qkv: block.qkvOut, shape: shape)
+        switch keyValues {
+        case .batch:
+            rotary?.apply(block.qkvOut, shape: shape, inverse: false)
+            attentionForward(out: block.attention, probs: block.probs, qkv: block.qkvOut, shape: shape)
+        case .cache(let cache, let first):
+            rotary?.apply(block.qkvOut, shape: shape, inverse: false, firstPosition: first)
+            cache.append(layer: l, qkv: block.qkvOut, shape: shape, at: first)
+            attentionForward(out: block.attention, probs: block.probs, queries: block.qkvOut,
+                             keyValues: cache.rows(layer: l, count: first + shape.sequence), first: first, shape: shape)
+        }
         block.attentionOutput.forward(out: block.middle, outStride: C, inp: block.attention, rows: N)
         add(block.middle, block.input, count: N * C)
         normForward(block.norm2, out: block.norm2Out, mean: block.norm2Mean, rstd: block.norm2Rstd,
@@ -513,8 +571,7 @@ public final class Transformer {
             swigluForward(out: block.mlpActivation, gate: block.mlpHidden, up: block.mlpHidden2, count: N * I)
             down.forward(out: output, outStride: C, inp: block.mlpActivation, rows: N)
         case .experts(let moe):
-            moe.forward(out: output, inp: block.norm2Out, batch: current.batch, sequence: current.sequence,
-                        lengths: currentLengths)
+            moe.forward(out: output, inp: block.norm2Out, batch: shape.batch, sequence: shape.sequence, lengths: lengths)
         }
         add(output, block.middle, count: N * C)
     }
