@@ -30,6 +30,22 @@ import Testing
         return target.values
     }
 
+    /// Token ids for `beginBackward` (only embedding contributions read them).
+    nonisolated(unsafe) static let noIds: UnsafeMutablePointer<Int32> = {  // never written
+        let ids = UnsafeMutablePointer<Int32>.allocate(capacity: 64)
+        ids.initialize(repeating: 0, count: 64)
+        return ids
+    }()
+
+    /// One linear weight's contribution `scale · Σ e_nᵀ a_n` over `rows`, in its own module scope.
+    static func contribute(_ sink: GradientSink, tensor: Int, e: UnsafePointer<Float>, a: Tensor, scale: Float,
+                           rows: RowLayout) {
+        sink.module {
+            sink.outerProduct(tensor: tensor, e: e, eStride: OUT, a: a.pointer, aStride: IN, inFeatures: IN,
+                              outFeatures: OUT, scale: scale, rows: rows, eIsStable: false, isTiedHead: false)
+        }
+    }
+
     static func expectClose(_ x: [Float], _ y: [Float], _ label: String) {
         let scale = max(y.map(abs).max() ?? 0, 1e-30)
         let worst = zip(x, y).map { abs($0 - $1) }.max() ?? 0
@@ -42,24 +58,16 @@ import Testing
     @Test func booksOutliveTheirModulesScratch() throws {
         let (e, a) = Self.paddedInputs()
         let rows = RowLayout(paddedLengths: Self.lengths, sequenceLength: Self.T)
-        let ids = [Int32](repeating: 0, count: rows.rows)
         let targets = [Tensor(zeros: [Self.OUT, Self.IN]), Tensor(zeros: [Self.OUT, Self.IN])]
         let keeper = BookKeeper(clipping: .abadi, thresholds: [1e9], groupOfTensor: [0, 0],
                                 targets: targets.map(\.pointer), tiedTensor: nil)
         let scratch = Tensor(zeros: [e.count])
-        ids.withUnsafeBufferPointer { ids in
-            keeper.beginBackward(rows: rows, ids: ids.baseAddress!)
-            for tensor in 0..<2 {
-                keeper.module {
-                    // the module writes its output gradient into scratch
-                    scratch.pointer.update(from: e.pointer, count: e.count)
-                    keeper.outerProduct(tensor: tensor, e: scratch.pointer, eStride: Self.OUT, a: a.pointer, aStride: Self.IN,
-                                        inFeatures: Self.IN, outFeatures: Self.OUT, scale: 1, rows: rows,
-                                        eIsStable: false, isTiedHead: false)
-                }
-                // the next module reuses the scratch
-                scratch.pointer.update(repeating: .nan, count: scratch.count)
-            }
+        keeper.beginBackward(rows: rows, ids: Self.noIds)
+        for tensor in 0..<2 {
+            // the module writes its output gradient into scratch; the next module reuses it
+            scratch.pointer.update(from: e.pointer, count: e.count)
+            Self.contribute(keeper, tensor: tensor, e: scratch.pointer, a: a, scale: 1, rows: rows)
+            scratch.pointer.update(repeating: .nan, count: scratch.count)
         }
         #expect(keeper.isComplete)
         #expect(keeper.bytesHeld == 0, "books are freed when their group closes")
@@ -82,22 +90,15 @@ import Testing
             (gatheredE.pointer + row * Self.OUT).update(from: e.pointer + source * Self.OUT, count: Self.OUT)
             (gatheredA.pointer + row * Self.IN).update(from: a.pointer + source * Self.IN, count: Self.IN)
         }
-        let gathered = RowLayout(gathered: [RowSegment(start: 2, count: 3, example: 0), RowSegment(start: 0, count: 2, example: 1)],
-                                 rows: order.count)
+        let gathered = RowLayout(gathered: [RowSegment(start: 2, count: 3, example: 0),
+                                            RowSegment(start: 0, count: 2, example: 1)], rows: order.count)
         var results: [(norms: [Double], sum: [Float])] = []
         for (rows, e, a) in [(padded, e, a), (gathered, gatheredE, gatheredA)] {
             let target = Tensor(zeros: [Self.OUT, Self.IN])
             let keeper = BookKeeper(clipping: .abadi, thresholds: [threshold], groupOfTensor: [0],
                                     targets: [target.pointer], tiedTensor: nil)
-            let ids = [Int32](repeating: 0, count: padded.rows)
-            ids.withUnsafeBufferPointer { ids in
-                keeper.beginBackward(rows: padded, ids: ids.baseAddress!)
-                keeper.module {
-                    keeper.outerProduct(tensor: 0, e: e.pointer, eStride: Self.OUT, a: a.pointer, aStride: Self.IN,
-                                        inFeatures: Self.IN, outFeatures: Self.OUT, scale: 0.5, rows: rows,
-                                        eIsStable: false, isTiedHead: false)
-                }
-            }
+            keeper.beginBackward(rows: padded, ids: Self.noIds)
+            Self.contribute(keeper, tensor: 0, e: e.pointer, a: a, scale: 0.5, rows: rows)
             results.append((keeper.normSquared, target.values))
         }
         for i in 0..<2 {
@@ -113,15 +114,8 @@ import Testing
         let rows = RowLayout(paddedLengths: Self.lengths, sequenceLength: Self.T)
         let target = Tensor(zeros: [Self.OUT, Self.IN])
         let sink = DirectGradients(targets: [target.pointer])
-        let ids = [Int32](repeating: 0, count: rows.rows)
-        ids.withUnsafeBufferPointer { ids in
-            sink.beginBackward(rows: rows, ids: ids.baseAddress!)
-            sink.module {
-                sink.outerProduct(tensor: 0, e: e.pointer, eStride: Self.OUT, a: a.pointer, aStride: Self.IN,
-                                  inFeatures: Self.IN, outFeatures: Self.OUT, scale: 1, rows: rows,
-                                  eIsStable: false, isTiedHead: false)
-            }
-        }
+        sink.beginBackward(rows: rows, ids: Self.noIds)
+        Self.contribute(sink, tensor: 0, e: e.pointer, a: a, scale: 1, rows: rows)
         Self.expectClose(target.values, Self.sum(e, a, rows: rows.rows), "direct")
     }
 

@@ -62,7 +62,8 @@ struct ModuleScopes {
     }
 
     func checkOpen(_ tensor: Int) {
-        precondition(depth > 0, "tensor \(tensor) contributed outside a module scope: wrap the layer's backward in `sink.module { … }`")
+        precondition(depth > 0, "tensor \(tensor) contributed outside a module scope: "
+                     + "wrap the layer's backward in `sink.module { … }`")
     }
 }
 
