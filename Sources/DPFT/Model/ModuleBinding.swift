@@ -27,21 +27,18 @@ struct ModuleBinder {
     }
 
     func weight(_ name: String) -> UnsafeMutablePointer<Float> { parameters[name]!.pointer }
-    func gradient(_ name: String) -> UnsafeMutablePointer<Float>? { gradients[name]?.pointer }
     func tensor(_ name: String) -> Int? { tensorIndices[name] }
 
     /// A linear (or router) writing its output at column `outColumn` of a wider buffer.
     func linear(_ module: ModuleDeclaration, outColumn: Int = 0) -> LinearModule {
         let bias = module.biasName
         var result = LinearModule(weight: weight(module.weightName), bias: bias.map(weight),
-                                  weightGradient: gradient(module.weightName), biasGradient: bias.flatMap(gradient),
                                   inFeatures: module.shape[1], outFeatures: module.shape[0],
                                   weightTensor: tensor(module.weightName), biasTensor: bias.flatMap(tensor),
                                   outColumn: outColumn)
         if let adapter = adapters[module.name], let lora {
             result.lora = LinearModule.LoRAState(
                 a: weight(adapter.loraAName), b: weight(adapter.loraBName),
-                aGradient: gradient(adapter.loraAName), bGradient: gradient(adapter.loraBName),
                 hidden: buffer(rows * lora.rank), rank: lora.rank, scale: lora.scale,
                 aTensor: tensor(adapter.loraAName), bTensor: tensor(adapter.loraBName))
         }
@@ -53,7 +50,7 @@ struct ModuleBinder {
     func head(_ declaration: ModelDeclaration) -> LinearModule {
         let name = (declaration.head ?? declaration.tokenEmbedding).weightName
         let shape = parameters[name]!.shape
-        return LinearModule(weight: weight(name), bias: nil, weightGradient: gradient(name), biasGradient: nil,
+        return LinearModule(weight: weight(name), bias: nil,
                             inFeatures: shape[1], outFeatures: shape[0], weightTensor: tensor(name),
                             outputGradientIsStable: true, isTiedHead: declaration.head == nil)
     }
@@ -62,7 +59,6 @@ struct ModuleBinder {
     func norm(_ module: ModuleDeclaration) -> NormParameters {
         let bias = module.biasName
         return NormParameters(weight: weight(module.weightName), bias: bias.map(weight),
-                              weightGradient: gradient(module.weightName), biasGradient: bias.flatMap(gradient),
                               weightTensor: tensor(module.weightName), biasTensor: bias.flatMap(tensor))
     }
 

@@ -47,11 +47,10 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
 struct LinearModule {
     var weight: UnsafeMutablePointer<Float>
     var bias: UnsafeMutablePointer<Float>?
-    var weightGradient: UnsafeMutablePointer<Float>?
-    var biasGradient: UnsafeMutablePointer<Float>?
     var inFeatures: Int
     var outFeatures: Int
-    /// Indices of the trainable weight and bias in the gradient store (for book-keeping).
+    /// Indices of the trainable weight and bias in the gradient store (nil = frozen): where
+    /// backward sends their gradients.
     var weightTensor: Int?
     var biasTensor: Int?
     /// The head's output gradient (the logits buffer) lives until the end of backward.
@@ -64,8 +63,6 @@ struct LinearModule {
     struct LoRAState {
         var a: UnsafeMutablePointer<Float>        // [R, IN]
         var b: UnsafeMutablePointer<Float>        // [OUT, R]
-        var aGradient: UnsafeMutablePointer<Float>?
-        var bGradient: UnsafeMutablePointer<Float>?
         var hidden: UnsafeMutablePointer<Float>   // [N, R] saved activations
         var rank: Int
         var scale: Float
@@ -84,70 +81,45 @@ struct LinearModule {
         }
     }
 
-    /// Input gradient always; weight gradients directly, or through `books` (DP: the
-    /// book-keeper forms the clipped sums instead).
-    ///
-    /// `segments`: the rows are a compact gathered buffer (an MoE expert's tokens) whose
-    /// per-example rows are these segments, instead of the model's [B, T] layout.
-    /// `secure: false` leaves securing the books to the caller (whose scratch is not reused
-    /// until it secures them).
+    /// Input gradient into `dinp` (added); the trainable tensors' gradients to `sink`, in
+    /// this module's own scope (its LoRA `scratch` [N, R] is reused by the next module).
+    /// `rows` are the rows of `dout` and `inp`: the model's padded rows or an MoE expert's
+    /// gathered ones.
     func backward(dinp: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>, doutStride: Int,
-                  inp: UnsafePointer<Float>, rows: Int, scratch: UnsafeMutablePointer<Float>,
-                  books: BookKeeper?, segments: [BookKeeper.Segment]? = nil, secure: Bool = true) {
-        let source = dout + outColumn
-        linearBackward(dinp: dinp, dweight: books == nil ? weightGradient : nil,
-                       dbias: books == nil ? biasGradient : nil, dout: source,
-                       doutStride: doutStride, inp: inp, weight: weight, rows: rows,
-                       inFeatures: inFeatures, outFeatures: outFeatures)
-        if let lora {
-            loraBackward(dinp: dinp, dloraA: books == nil ? lora.aGradient : nil,
-                         dloraB: books == nil ? lora.bGradient : nil, dhidden: scratch,
-                         dout: source, doutStride: doutStride, hidden: lora.hidden, inp: inp,
-                         loraA: lora.a, loraB: lora.b, scale: lora.scale, rows: rows,
-                         inFeatures: inFeatures, outFeatures: outFeatures, rank: lora.rank)
-        }
-        guard let books else { return }
-        if let segments {
-            precondition(biasTensor == nil && !isTiedHead, "gathered rows carry plain linear weights only")
-            if let weightTensor {
-                books.outerProduct(tensor: weightTensor, e: source, eStride: doutStride, a: inp, aStride: inFeatures,
-                                   inFeatures: inFeatures, outFeatures: outFeatures, segments: segments, rows: rows)
-            }
+                  inp: UnsafePointer<Float>, rows: RowLayout, scratch: UnsafeMutablePointer<Float>,
+                  sink: GradientSink) {
+        let source = dout + outColumn, N = rows.rows
+        sink.module {
+            // forward was: out = inp · weightᵀ + bias
+            linearBackward(dinp: dinp, dweight: nil, dbias: nil, dout: source, doutStride: doutStride, inp: inp,
+                           weight: weight, rows: N, inFeatures: inFeatures, outFeatures: outFeatures)
             if let lora {
-                if let bTensor = lora.bTensor {
-                    books.outerProduct(tensor: bTensor, e: source, eStride: doutStride, a: lora.hidden, aStride: lora.rank,
-                                       inFeatures: lora.rank, outFeatures: outFeatures, scale: lora.scale,
-                                       segments: segments, rows: rows)
-                }
-                if let aTensor = lora.aTensor {
-                    books.outerProduct(tensor: aTensor, e: scratch, eStride: lora.rank, a: inp, aStride: inFeatures,
-                                       inFeatures: inFeatures, outFeatures: lora.rank, segments: segments, rows: rows)
-                }
+                // forward was: hidden = inp · Aᵀ; out += scale · hidden · Bᵀ (dhidden into scratch)
+                loraBackward(dinp: dinp, dloraA: nil, dloraB: nil, dhidden: scratch, dout: source,
+                             doutStride: doutStride, hidden: lora.hidden, inp: inp, loraA: lora.a, loraB: lora.b,
+                             scale: lora.scale, rows: N, inFeatures: inFeatures, outFeatures: outFeatures,
+                             rank: lora.rank)
             }
-            if secure { books.secure() }
-            return
-        }
-        if let weightTensor {
-            books.outerProduct(tensor: weightTensor, e: source, eStride: doutStride, a: inp, aStride: inFeatures,
-                               inFeatures: inFeatures, outFeatures: outFeatures,
-                               eIsStable: outputGradientIsStable, isTiedHead: isTiedHead)
-        }
-        if let biasTensor {
-            books.rowSum(tensor: biasTensor, e: source, eStride: doutStride, width: outFeatures)
-        }
-        if let lora {
-            // forward was: hidden = inp · Aᵀ; out += scale · hidden · Bᵀ
-            if let bTensor = lora.bTensor {
-                books.outerProduct(tensor: bTensor, e: source, eStride: doutStride, a: lora.hidden, aStride: lora.rank,
-                                   inFeatures: lora.rank, outFeatures: outFeatures, scale: lora.scale,
-                                   eIsStable: outputGradientIsStable)
+            if let weightTensor {
+                sink.outerProduct(tensor: weightTensor, e: source, eStride: doutStride, a: inp, aStride: inFeatures,
+                                  inFeatures: inFeatures, outFeatures: outFeatures, scale: 1, rows: rows,
+                                  eIsStable: outputGradientIsStable, isTiedHead: isTiedHead)
             }
-            if let aTensor = lora.aTensor {
-                books.outerProduct(tensor: aTensor, e: scratch, eStride: lora.rank, a: inp, aStride: inFeatures,
-                                   inFeatures: inFeatures, outFeatures: lora.rank)
+            if let biasTensor {
+                sink.rowSum(tensor: biasTensor, e: source, eStride: doutStride, width: outFeatures, rows: rows)
+            }
+            if let lora, let bTensor = lora.bTensor {
+                sink.outerProduct(tensor: bTensor, e: source, eStride: doutStride, a: lora.hidden,
+                                  aStride: lora.rank, inFeatures: lora.rank, outFeatures: outFeatures,
+                                  scale: lora.scale, rows: rows, eIsStable: outputGradientIsStable,
+                                  isTiedHead: false)
+            }
+            if let lora, let aTensor = lora.aTensor {
+                sink.outerProduct(tensor: aTensor, e: scratch, eStride: lora.rank, a: inp, aStride: inFeatures,
+                                  inFeatures: inFeatures, outFeatures: lora.rank, scale: 1, rows: rows,
+                                  eIsStable: false, isTiedHead: false)
             }
         }
-        if secure { books.secure() }
     }
 }
 
@@ -155,8 +127,7 @@ struct LinearModule {
 struct NormParameters {
     var weight: UnsafeMutablePointer<Float>
     var bias: UnsafeMutablePointer<Float>?
-    var weightGradient: UnsafeMutablePointer<Float>?
-    var biasGradient: UnsafeMutablePointer<Float>?
+    /// Indices in the gradient store (nil = frozen).
     var weightTensor: Int?
     var biasTensor: Int?
 }
@@ -220,9 +191,7 @@ public final class Transformer {
     var blocks: [Block] = []
     private let storages: [TensorStorage]  // keeps the activation buffers alive
     let tokenEmbedding: UnsafeMutablePointer<Float>
-    private let tokenEmbeddingGradient: UnsafeMutablePointer<Float>?
     let positionEmbedding: UnsafeMutablePointer<Float>?
-    private let positionEmbeddingGradient: UnsafeMutablePointer<Float>?
     let finalNorm: NormParameters
     let head: LinearModule  // weight = tied embedding or lm_head
     let rotary: RotaryTable?
@@ -230,6 +199,8 @@ public final class Transformer {
     private let positionEmbeddingTensor: Int?
     /// Set by the DP engine: weight gradients go through book-keeping (clipped sums).
     var bookKeeper: BookKeeper?
+    /// Without book-keeping, backward adds the gradients straight into `gradients`.
+    private lazy var directGradients = DirectGradients(targets: gradients.names.map { gradients[$0]!.pointer })
     /// When true, the loss is Σ_i L_i (each example's own gradient, as DP needs) instead of
     /// the mean over examples.
     var sumsPerExampleLosses = false
@@ -257,6 +228,8 @@ public final class Transformer {
 
     private var current: (batch: Int, sequence: Int) = (0, 0)
     private var currentLengths: [Int] = []
+    /// The last forward's rows: example i owns rows i·T ..< i·T + L_i.
+    private var currentRows = RowLayout(paddedLengths: [], sequenceLength: 0)
     private var forwardDone = false
     /// Per-example losses of the last forward pass.
     public private(set) var perExampleLosses: [Float] = []
@@ -308,10 +281,8 @@ public final class Transformer {
                                                        maxSequenceLength: maxSequenceLength) }
         let embeddingName = declaration.tokenEmbedding.weightName
         tokenEmbedding = binder.weight(embeddingName)
-        tokenEmbeddingGradient = binder.gradient(embeddingName)
         let positionName = declaration.positionEmbedding?.weightName
         positionEmbedding = positionName.map(binder.weight)
-        positionEmbeddingGradient = positionName.flatMap(binder.gradient)
         finalNorm = binder.norm(declaration.finalNorm)
         head = binder.head(declaration)
         tokenEmbeddingTensor = binder.tensor(embeddingName)
@@ -355,7 +326,11 @@ public final class Transformer {
     }
 
     private var attentionShape: AttentionShape {
-        AttentionShape(batch: current.batch, sequence: current.sequence, heads: config.headCount,
+        attentionShape(batch: current.batch, sequence: current.sequence)
+    }
+
+    private func attentionShape(batch: Int, sequence: Int) -> AttentionShape {
+        AttentionShape(batch: batch, sequence: sequence, heads: config.headCount,
                        keyValueHeads: config.keyValueHeadCount, headDimension: config.headDimension)
     }
 
@@ -373,24 +348,18 @@ public final class Transformer {
             throw ModelError.sequenceTooLong(length: T, maxPositions: config.maxPositions)
         }
         let V = config.vocabularySize
-        for id in batch.ids where id < 0 || Int(id) >= V {
-            throw ModelError.tokenOutOfRange(id: Int(id), vocabularySize: V)
-        }
-        for label in batch.labels where label != TokenBatch.ignoredLabel && (label < 0 || Int(label) >= V) {
-            throw ModelError.tokenOutOfRange(id: Int(label), vocabularySize: V)
-        }
+        try checkTokens(batch.ids.lazy.map(Int.init))
+        try checkTokens(batch.labels.lazy.filter { $0 != TokenBatch.ignoredLabel }.map(Int.init))
         current = (B, T)
         currentLengths = batch.lengths
+        currentRows = RowLayout(paddedLengths: batch.lengths, sequenceLength: T)
         let N = B * T, C = config.hiddenSize
         batch.ids.withUnsafeBufferPointer { ids.update(from: $0.baseAddress!, count: N) }
         batch.shiftedTargets(into: targets)
 
         embeddingForward(out: blocks.first?.input ?? finalInput, ids: ids, tokenEmbedding: tokenEmbedding,
                          positionEmbedding: positionEmbedding, rows: N, sequence: T, channels: C)
-        for l in blocks.indices {
-            let output = l + 1 < blocks.count ? blocks[l + 1].input : finalInput
-            blockForward(blocks[l], output: output, rows: N)
-        }
+        blocksForward(shape: attentionShape, lengths: currentLengths, keyValues: .batch)
         normForward(finalNorm, out: finalNormOut, mean: finalMean, rstd: finalRstd, inp: finalInput, rows: N)
         head.forward(out: logitsBuffer, outStride: V, inp: finalNormOut, rows: N)
         crossEntropyForward(rowLosses: rowLosses, logits: logitsBuffer, targets: targets, rows: N, vocabulary: V)
@@ -415,6 +384,40 @@ public final class Transformer {
         return perExampleLosses.reduce(0, +) / Float(max(B, 1))
     }
 
+    /// Throws for the first token id outside the vocabulary.
+    private func checkTokens<Tokens: Sequence<Int>>(_ tokens: Tokens) throws {
+        let V = config.vocabularySize
+        for id in tokens where id < 0 || id >= V {
+            throw ModelError.tokenOutOfRange(id: id, vocabularySize: V)
+        }
+    }
+
+    /// Runs `tokens`, the positions right after those already in `cache`, through the model's
+    /// own blocks: each new position attends to the cached keys and values and to the new
+    /// positions before it, and its keys and values are appended to the cache. Returns the
+    /// logits [V] that follow the last new token (valid until the next `forward` or `decode`).
+    /// Generation decodes the prompt in one call, then one token per call.
+    public func decode(_ tokens: [Int], cache: KeyValueCache) throws -> UnsafeBufferPointer<Float> {
+        let T = tokens.count, first = cache.count, C = config.hiddenSize, V = config.vocabularySize
+        guard T > 0 else { throw ModelError.unsupported("decode needs at least one token") }
+        guard first + T <= cache.capacity else {
+            throw ModelError.sequenceTooLong(length: first + T, maxPositions: cache.capacity)
+        }
+        try checkTokens(tokens)
+        precondition(cache.layerCount == blocks.count, "the cache was made for another model")
+        forwardDone = false  // the activations now hold this decode step, nothing to back-propagate
+        for (n, token) in tokens.enumerated() { ids[n] = Int32(token) }
+        embeddingForward(out: blocks.first?.input ?? finalInput, ids: ids, tokenEmbedding: tokenEmbedding,
+                         positionEmbedding: positionEmbedding.map { $0 + first * C }, rows: T, sequence: T, channels: C)
+        blocksForward(shape: attentionShape(batch: 1, sequence: T), lengths: nil, keyValues: .cache(cache, first: first))
+        cache.count = first + T
+        // only the last position's logits are needed
+        let last = (T - 1) * C
+        normForward(finalNorm, out: finalNormOut + last, mean: finalMean, rstd: finalRstd, inp: finalInput + last, rows: 1)
+        head.forward(out: logitsBuffer, outStride: V, inp: finalNormOut + last, rows: 1)
+        return UnsafeBufferPointer(start: logitsBuffer, count: V)
+    }
+
     private func normForward(_ norm: NormParameters, out: UnsafeMutablePointer<Float>,
                              mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
                              inp: UnsafePointer<Float>, rows: Int) {
@@ -428,14 +431,41 @@ public final class Transformer {
         }
     }
 
-    private func blockForward(_ block: Block, output: UnsafeMutablePointer<Float>, rows N: Int) {
+    /// Where a block's attention finds its keys and values.
+    private enum KeyValueSource {
+        /// The batch's own rows: each example's positions 0 ..< T, causal (training, evaluation).
+        case batch
+        /// One sequence's new rows at positions `first ..< first + T`: they attend to the cached
+        /// positions and to each other, and their keys and values join the cache (decoding).
+        case cache(KeyValueCache, first: Int)
+    }
+
+    /// The blocks in order, from blocks[0].input to finalInput, on shape.batch · shape.sequence
+    /// rows (`lengths`: the examples' real lengths for the MoE router, nil = all rows real).
+    private func blocksForward(shape: AttentionShape, lengths: [Int]?, keyValues: KeyValueSource) {
+        for l in blocks.indices {
+            let output = l + 1 < blocks.count ? blocks[l + 1].input : finalInput
+            blockForward(blocks[l], layer: l, output: output, shape: shape, lengths: lengths, keyValues: keyValues)
+        }
+    }
+
+    private func blockForward(_ block: Block, layer l: Int, output: UnsafeMutablePointer<Float>,
+                              shape: AttentionShape, lengths: [Int]?, keyValues: KeyValueSource) {
         let C = config.hiddenSize, I = config.intermediateSize
-        let shape = attentionShape, W = shape.qkvWidth
+        let W = shape.qkvWidth, N = shape.batch * shape.sequence
         normForward(block.norm1, out: block.norm1Out, mean: block.norm1Mean, rstd: block.norm1Rstd,
                     inp: block.input, rows: N)
         for module in block.qkv { module.forward(out: block.qkvOut, outStride: W, inp: block.norm1Out, rows: N) }
-        rotary?.apply(block.qkvOut, shape: shape, inverse: false)
-        attentionForward(out: block.attention, probs: block.probs, qkv: block.qkvOut, shape: shape)
+        switch keyValues {
+        case .batch:
+            rotary?.apply(block.qkvOut, shape: shape, inverse: false)
+            attentionForward(out: block.attention, probs: block.probs, qkv: block.qkvOut, shape: shape)
+        case .cache(let cache, let first):
+            rotary?.apply(block.qkvOut, shape: shape, inverse: false, firstPosition: first)
+            cache.append(layer: l, qkv: block.qkvOut, shape: shape, at: first)
+            attentionForward(out: block.attention, probs: block.probs, queries: block.qkvOut,
+                             keyValues: cache.rows(layer: l, count: first + shape.sequence), first: first, shape: shape)
+        }
         block.attentionOutput.forward(out: block.middle, outStride: C, inp: block.attention, rows: N)
         add(block.middle, block.input, count: N * C)
         normForward(block.norm2, out: block.norm2Out, mean: block.norm2Mean, rstd: block.norm2Rstd,
@@ -451,8 +481,7 @@ public final class Transformer {
             swigluForward(out: block.mlpActivation, gate: block.mlpHidden, up: block.mlpHidden2, count: N * I)
             down.forward(out: output, outStride: C, inp: block.mlpActivation, rows: N)
         case .experts(let moe):
-            moe.forward(out: output, inp: block.norm2Out, batch: current.batch, sequence: current.sequence,
-                        lengths: currentLengths)
+            moe.forward(out: output, inp: block.norm2Out, batch: shape.batch, sequence: shape.sequence, lengths: lengths)
         }
         add(output, block.middle, count: N * C)
     }
@@ -464,30 +493,32 @@ public final class Transformer {
 
     // MARK: Backward
 
-    /// Back-propagates the last forward pass's batch loss, adding into `gradients`.
-    /// Destroys the logits (they become their gradient).
+    /// Back-propagates the last forward pass's batch loss, adding into `gradients` (or, with
+    /// `bookKeeper` set, handing every contribution to book-keeping). Destroys the logits
+    /// (they become their gradient).
     public func backward() {
         precondition(forwardDone, "backward() needs a forward() first")
         forwardDone = false
         let (B, T) = current
         let N = B * T, C = config.hiddenSize, V = config.vocabularySize
-        bookKeeper?.begin(batchSize: B, sequenceLength: T, lengths: currentLengths, ids: ids)
+        let sink: GradientSink = bookKeeper ?? directGradients
+        let rows = currentRows
+        sink.beginBackward(rows: rows, ids: ids)
         crossEntropyBackward(logitsToGradient: logitsBuffer, targets: targets, rowWeights: rowWeights,
                              rows: N, vocabulary: V)
         zero(normGradient, N * C)
-        head.backward(dinp: normGradient, dout: logitsBuffer, doutStride: V, inp: finalNormOut, rows: N, scratch: loraScratch, books: bookKeeper)
+        head.backward(dinp: normGradient, dout: logitsBuffer, doutStride: V, inp: finalNormOut, rows: rows,
+                      scratch: loraScratch, sink: sink)
         zero(residualGradient, N * C)
         normBackward(finalNorm, dinp: residualGradient, dout: normGradient, inp: finalInput,
-                     mean: finalMean, rstd: finalRstd, rows: N)
+                     mean: finalMean, rstd: finalRstd, sink: sink)
         for l in blocks.indices.reversed() {
-            blockBackward(blocks[l], rows: N)
+            blockBackward(blocks[l], sink: sink)
         }
-        if let books = bookKeeper {
-            if let tensor = tokenEmbeddingTensor { books.tokenEmbedding(tensor: tensor, e: residualGradient, width: C) }
-            if let tensor = positionEmbeddingTensor { books.positionEmbedding(tensor: tensor, e: residualGradient, width: C) }
-        } else {
-            embeddingBackward(dtokenEmbedding: tokenEmbeddingGradient, dpositionEmbedding: positionEmbeddingGradient,
-                              dout: residualGradient, ids: ids, rows: N, sequence: T, channels: C)
+        // forward was: out[n] = wte[ids[n]] + wpe[t]
+        sink.module {
+            if let tensor = tokenEmbeddingTensor { sink.tokenEmbedding(tensor: tensor, e: residualGradient, width: C) }
+            if let tensor = positionEmbeddingTensor { sink.positionEmbedding(tensor: tensor, e: residualGradient, width: C) }
         }
     }
 
@@ -495,66 +526,75 @@ public final class Transformer {
 
     private func normBackward(_ norm: NormParameters, dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
                               inp: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
-                              rows: Int) {
-        let books = bookKeeper, C = config.hiddenSize
-        if norm.bias != nil {
-            layerNormBackward(dinp: dinp, dweight: books == nil ? norm.weightGradient : nil,
-                              dbias: books == nil ? norm.biasGradient : nil, dout: dout,
-                              inp: inp, weight: norm.weight, mean: mean, rstd: rstd, rows: rows, channels: C)
-        } else {
-            rmsNormBackward(dinp: dinp, dweight: books == nil ? norm.weightGradient : nil, dout: dout, inp: inp,
-                            weight: norm.weight, rstd: rstd, rows: rows, channels: C)
+                              sink: GradientSink) {
+        let C = config.hiddenSize, rows = currentRows
+        sink.module {
+            // forward was: out = x̂ ⊙ weight (+ bias)
+            if norm.bias != nil {
+                layerNormBackward(dinp: dinp, dweight: nil, dbias: nil, dout: dout, inp: inp, weight: norm.weight,
+                                  mean: mean, rstd: rstd, rows: rows.rows, channels: C)
+            } else {
+                rmsNormBackward(dinp: dinp, dweight: nil, dout: dout, inp: inp, weight: norm.weight, rstd: rstd,
+                                rows: rows.rows, channels: C)
+            }
+            if let tensor = norm.weightTensor {
+                sink.normWeight(tensor: tensor, dout: dout, inp: inp, mean: norm.bias != nil ? mean : nil, rstd: rstd,
+                                width: C, rows: rows)
+            }
+            if let tensor = norm.biasTensor { sink.rowSum(tensor: tensor, e: dout, eStride: C, width: C, rows: rows) }
         }
-        guard let books else { return }
-        // forward was: out = x̂ ⊙ weight (+ bias)
-        if let tensor = norm.weightTensor {
-            books.normWeight(tensor: tensor, dout: dout, inp: inp, mean: norm.bias != nil ? mean : nil, rstd: rstd, width: C)
-        }
-        if let tensor = norm.biasTensor { books.rowSum(tensor: tensor, e: dout, eStride: C, width: C) }
-        books.secure()
     }
 
     /// residualGradient holds d(block output) on entry and d(block input) on exit.
-    private func blockBackward(_ block: Block, rows N: Int) {
+    private func blockBackward(_ block: Block, sink: GradientSink) {
         let C = config.hiddenSize, I = config.intermediateSize
         let shape = attentionShape, W = shape.qkvWidth, HD = shape.outWidth
+        let rows = currentRows, N = rows.rows
         let dresidual = residualGradient
         // forward was: output = middle + mlpOut(mlp(norm2(middle)))
         switch block.feedForward {
         case .gelu(let fc, let projection):
             zero(mlpGradient, N * I)
-            projection.backward(dinp: mlpGradient, dout: dresidual, doutStride: C, inp: block.mlpHidden2, rows: N, scratch: loraScratch, books: bookKeeper)
+            projection.backward(dinp: mlpGradient, dout: dresidual, doutStride: C, inp: block.mlpHidden2, rows: rows,
+                                scratch: loraScratch, sink: sink)
             zero(mlpGradient2, N * I)
             geluBackward(dinp: mlpGradient2, dout: mlpGradient, inp: block.mlpHidden, count: N * I)
             zero(normGradient, N * C)
-            fc.backward(dinp: normGradient, dout: mlpGradient2, doutStride: I, inp: block.norm2Out, rows: N, scratch: loraScratch, books: bookKeeper)
+            fc.backward(dinp: normGradient, dout: mlpGradient2, doutStride: I, inp: block.norm2Out, rows: rows,
+                        scratch: loraScratch, sink: sink)
         case .swiglu(let gate, let up, let down):
             zero(mlpGradient, N * I)
-            down.backward(dinp: mlpGradient, dout: dresidual, doutStride: C, inp: block.mlpActivation, rows: N, scratch: loraScratch, books: bookKeeper)
+            down.backward(dinp: mlpGradient, dout: dresidual, doutStride: C, inp: block.mlpActivation, rows: rows,
+                          scratch: loraScratch, sink: sink)
             swigluBackward(dgate: mlpGradient2, dup: mlpGradient3, dout: mlpGradient, gate: block.mlpHidden,
                            up: block.mlpHidden2, count: N * I)
             zero(normGradient, N * C)
-            gate.backward(dinp: normGradient, dout: mlpGradient2, doutStride: I, inp: block.norm2Out, rows: N, scratch: loraScratch, books: bookKeeper)
-            up.backward(dinp: normGradient, dout: mlpGradient3, doutStride: I, inp: block.norm2Out, rows: N, scratch: loraScratch, books: bookKeeper)
+            gate.backward(dinp: normGradient, dout: mlpGradient2, doutStride: I, inp: block.norm2Out, rows: rows,
+                          scratch: loraScratch, sink: sink)
+            up.backward(dinp: normGradient, dout: mlpGradient3, doutStride: I, inp: block.norm2Out, rows: rows,
+                        scratch: loraScratch, sink: sink)
         case .experts(let moe):
             zero(normGradient, N * C)
-            moe.backward(dinp: normGradient, dout: dresidual, inp: block.norm2Out, scratch: expertScratch!, books: bookKeeper)
+            moe.backward(dinp: normGradient, dout: dresidual, inp: block.norm2Out, rows: rows, scratch: expertScratch!,
+                         sink: sink)
         }
         normBackward(block.norm2, dinp: dresidual, dout: normGradient, inp: block.middle,
-                     mean: block.norm2Mean, rstd: block.norm2Rstd, rows: N)
+                     mean: block.norm2Mean, rstd: block.norm2Rstd, sink: sink)
         // forward was: middle = input + attentionOutput(attention(rotary(qkv(norm1(input)))))
         zero(attentionGradient, N * HD)
-        block.attentionOutput.backward(dinp: attentionGradient, dout: dresidual, doutStride: C, inp: block.attention, rows: N, scratch: loraScratch, books: bookKeeper)
+        block.attentionOutput.backward(dinp: attentionGradient, dout: dresidual, doutStride: C, inp: block.attention,
+                                       rows: rows, scratch: loraScratch, sink: sink)
         zero(qkvGradient, N * W)
         attentionBackward(dqkv: qkvGradient, dprobs: probsGradient, dout: attentionGradient, probs: block.probs,
                           qkv: block.qkvOut, shape: shape)
         rotary?.apply(qkvGradient, shape: shape, inverse: true)
         zero(normGradient, N * C)
         for module in block.qkv {
-            module.backward(dinp: normGradient, dout: qkvGradient, doutStride: W, inp: block.norm1Out, rows: N, scratch: loraScratch, books: bookKeeper)
+            module.backward(dinp: normGradient, dout: qkvGradient, doutStride: W, inp: block.norm1Out, rows: rows,
+                            scratch: loraScratch, sink: sink)
         }
         normBackward(block.norm1, dinp: dresidual, dout: normGradient, inp: block.input,
-                     mean: block.norm1Mean, rstd: block.norm1Rstd, rows: N)
+                     mean: block.norm1Mean, rstd: block.norm1Rstd, sink: sink)
     }
 
     // MARK: Results

@@ -14,45 +14,68 @@ struct AttentionShape {
     func keyValueHead(of h: Int) -> Int { h / (heads / keyValueHeads) }
 }
 
+/// Keys and values that queries attend to: `count` positions per example, rows `stride` apart,
+/// examples `exampleStride` apart; key/value head g sits at column g·D.
+struct KeyValueRows {
+    var keys: UnsafePointer<Float>
+    var values: UnsafePointer<Float>
+    var stride: Int
+    var exampleStride: Int
+    var count: Int
+}
+
 /// Causal softmax attention. probs [B, H, T, T] is saved for backward (upper triangle 0);
 /// out is [B, T, H·D].
 func attentionForward(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
                       qkv: UnsafePointer<Float>, shape s: AttentionShape) {
-    let T = s.sequence, D = s.headDimension, W = s.qkvWidth
+    let T = s.sequence, W = s.qkvWidth
+    let ownRows = KeyValueRows(keys: qkv + s.keyOffset, values: qkv + s.valueOffset, stride: W,
+                               exampleStride: T * W, count: T)
+    attentionForward(out: out, probs: probs, queries: qkv, keyValues: ownRows, first: 0, shape: s)
+}
+
+/// Causal softmax attention of T query rows at positions first ..< first + T (the query
+/// columns of `queries`, laid out like qkv [B, T, W]) over the S = keyValues.count positions of
+/// `keyValues`: query t sees positions 0 ... first + t. probs is [B, H, T, S] (entries past a
+/// query's position 0); out is [B, T, H·D].
+func attentionForward(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
+                      queries: UnsafePointer<Float>, keyValues kv: KeyValueRows, first: Int,
+                      shape s: AttentionShape) {
+    let T = s.sequence, S = kv.count, D = s.headDimension, W = s.qkvWidth
     let scale = 1 / Float(D).squareRoot()
     // scores = q_h · k_gᵀ / √D, one GEMM per (b, h); BLAS threads each one.
     for b in 0..<s.batch {
         for h in 0..<s.heads {
-            let q = qkv + b * T * W + h * D
-            let k = qkv + b * T * W + s.keyOffset + s.keyValueHead(of: h) * D
-            sgemm(transposeA: false, transposeB: true, m: T, n: T, k: D, alpha: scale,
-                  a: q, lda: W, b: k, ldb: W, c: probs + (b * s.heads + h) * T * T, ldc: T)
+            let q = queries + b * T * W + h * D
+            let k = kv.keys + b * kv.exampleStride + s.keyValueHead(of: h) * D
+            sgemm(transposeA: false, transposeB: true, m: T, n: S, k: D, alpha: scale,
+                  a: q, lda: W, b: k, ldb: kv.stride, c: probs + (b * s.heads + h) * T * S, ldc: S)
         }
     }
-    // causal mask + softmax over each row's first t + 1 entries
+    // causal mask + softmax over each row's first first + t + 1 entries
     Parallel.forEachChunk(s.batch * s.heads * T, minimumPerChunk: 256) { range in
         for row in range {
-            let t = row % T
-            let p = probs + row * T
+            let last = first + row % T
+            let p = probs + row * S
             var maximum = -Float.infinity
-            for j in 0...t { maximum = max(maximum, p[j]) }
+            for j in 0...last { maximum = max(maximum, p[j]) }
             var sum: Float = 0
-            for j in 0...t {
+            for j in 0...last {
                 let e = expf(p[j] - maximum)
                 p[j] = e
                 sum += e
             }
             let inverse = 1 / sum
-            for j in 0...t { p[j] *= inverse }
-            for j in (t + 1)..<T { p[j] = 0 }
+            for j in 0...last { p[j] *= inverse }
+            for j in (last + 1)..<S { p[j] = 0 }
         }
     }
     // out_h = probs_h · v_g
     for b in 0..<s.batch {
         for h in 0..<s.heads {
-            let v = qkv + b * T * W + s.valueOffset + s.keyValueHead(of: h) * D
-            sgemm(transposeA: false, transposeB: false, m: T, n: D, k: T,
-                  a: probs + (b * s.heads + h) * T * T, lda: T, b: v, ldb: W,
+            let v = kv.values + b * kv.exampleStride + s.keyValueHead(of: h) * D
+            sgemm(transposeA: false, transposeB: false, m: T, n: D, k: S,
+                  a: probs + (b * s.heads + h) * T * S, lda: S, b: v, ldb: kv.stride,
                   c: out + b * T * s.outWidth + h * D, ldc: s.outWidth)
         }
     }
@@ -131,12 +154,14 @@ struct RotaryTable {
     }
 
     /// Rotates the query and key heads of qkv in place (inverse = true undoes it, which is
-    /// also the backward of the rotation since it is orthogonal).
-    func apply(_ qkv: UnsafeMutablePointer<Float>, shape s: AttentionShape, inverse: Bool) {
+    /// also the backward of the rotation since it is orthogonal). Row t of each example sits at
+    /// position firstPosition + t (decoding after cached positions).
+    func apply(_ qkv: UnsafeMutablePointer<Float>, shape s: AttentionShape, inverse: Bool, firstPosition: Int = 0) {
         let T = s.sequence, W = s.qkvWidth
         Parallel.forEachChunk(s.batch * T, minimumPerChunk: 64) { range in
             for row in range {
-                rotate(qkv + row * W, position: row % T, heads: s.heads + s.keyValueHeads, inverse: inverse)
+                rotate(qkv + row * W, position: firstPosition + row % T, heads: s.heads + s.keyValueHeads,
+                       inverse: inverse)
             }
         }
     }

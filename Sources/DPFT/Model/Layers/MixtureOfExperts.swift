@@ -16,7 +16,7 @@ import Foundation
 /// Experts run on gathered rows: the tokens routed to expert e are copied, in token order, into
 /// its slice `offsets[e] ..< offsets[e+1]` of one compact [M, ·] buffer, so every expert is one
 /// dense GEMM over just its tokens and each example's tokens form one contiguous segment of the
-/// slice (what book-keeping needs for per-example norms). Padding rows are not routed: their
+/// slice (a `RowSegment`: what book-keeping needs for per-example norms). Padding rows are not routed: their
 /// output is zero (they are never scored, and causal attention keeps them out of real rows).
 ///
 /// Activations are allocated once for `maxRows` rows (every token routed to K experts: M ≤ N·K)
@@ -84,7 +84,7 @@ final class MixtureOfExperts {
     let activation: UnsafeMutablePointer<Float>     // [M, I] silu(w1 x) ⊙ w3 x
     let expertOut: UnsafeMutablePointer<Float>      // [M, C] w2 · activation
     /// Per expert, each example's segment of the expert's slice (rows relative to the slice).
-    private(set) var segments: [[BookKeeper.Segment]] = []
+    private(set) var segments: [[RowSegment]] = []
     private let loraRank: Int  // R (0 without LoRA on the experts)
     // shape of the last forward
     private var batch = 0, sequence = 0
@@ -156,10 +156,10 @@ final class MixtureOfExperts {
         for e in 0..<E { offsets[e + 1] = offsets[e] + counts[e] }
         var cursor = Array(offsets.dropLast())
         if segments.count != E || segments.first?.count != B {
-            segments = Array(repeating: Array(repeating: BookKeeper.Segment(start: 0, count: 0), count: B), count: E)
+            segments = Array(repeating: Array(repeating: RowSegment(start: 0, count: 0, example: 0), count: B), count: E)
         }
         for e in 0..<E {
-            for b in 0..<B { segments[e][b] = BookKeeper.Segment(start: 0, count: 0) }
+            for b in 0..<B { segments[e][b] = RowSegment(start: 0, count: 0, example: b) }
         }
         for n in 0..<N where isReal(n) {
             for j in 0..<K {
@@ -206,18 +206,36 @@ final class MixtureOfExperts {
     // MARK: Backward
 
     /// Back-propagates d(out) = dout [N, C] of the last forward, adding d(inp) into dinp [N, C].
-    /// Weight gradients are added directly, or handed to `books` (DP): each expert's tensors
-    /// with its per-example segments, the router as an ordinary linear over all rows.
+    /// Gradients go to `sink`: each expert's tensors over its gathered rows (one segment per
+    /// example), the router as an ordinary linear over the model's padded `rows`. The whole
+    /// layer is one module scope: the experts' output gradients live in `scratch` slices that
+    /// no other expert overwrites, so their books are secured once, after the router.
     func backward(dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, inp: UnsafePointer<Float>,
-                  scratch: Scratch, books: BookKeeper?) {
-        let N = batch * sequence, E = expertCount, K = expertsPerToken, C = channels, I = inner
-        let R = loraRank, M = offsets[E]
-        precondition(M <= scratch.maxRouted, "MoE scratch too small")
-        let dweights = scratch.weightGradient, dy = scratch.routedOutputGradient
+                  rows: RowLayout, scratch: Scratch, sink: GradientSink) {
+        let E = expertCount, C = channels
+        precondition(offsets[E] <= scratch.maxRouted, "MoE scratch too small")
+        sink.module {
+            combineBackward(dout: dout, scratch: scratch)
+            expertsBackward(scratch: scratch, sink: sink)
+            // forward was: routedInput[row] = inp[token(row)], so: dinp[token(row)] += dx[row]
+            let dx = scratch.routedInputGradient
+            for row in 0..<offsets[E] {
+                let target = dinp + Int(routedToken[row]) * C, source = dx + row * C
+                for c in 0..<C { target[c] += source[c] }
+            }
+            gateBackward(scratch: scratch)
+            // forward was: logits = inp · Gᵀ (every row; padding rows have dlogits 0)
+            router.backward(dinp: dinp, dout: scratch.logitsGradient, doutStride: E, inp: inp, rows: rows,
+                            scratch: scratch.loraGradient, sink: sink)
+        }
+    }
 
-        // forward was: out_n = Σ_j w_nj y_row(n,j), so: dw_nj = dout_n · y_row; dy_row = w_nj dout_n
+    /// forward was: out_n = Σ_j w_nj y_row(n,j), so: dw_nj = dout_n · y_row; dy_row = w_nj dout_n.
+    private func combineBackward(dout: UnsafePointer<Float>, scratch: Scratch) {
+        let N = batch * sequence, K = expertsPerToken, C = channels
+        let dweights = scratch.weightGradient, dy = scratch.routedOutputGradient
         dweights.update(repeating: 0, count: N * K)
-        for row in 0..<M {
+        for row in 0..<offsets[expertCount] {
             let n = Int(routedToken[row]), slot = n * K + Int(routedSlot[row])
             let source = dout + n * C, y = expertOut + row * C, target = dy + row * C
             var dot: Float = 0
@@ -226,46 +244,43 @@ final class MixtureOfExperts {
             let weight = gateWeights[slot]
             for c in 0..<C { target[c] = weight * source[c] }
         }
+    }
 
-        // experts, each on its slice
-        let dactivation = scratch.activationGradient, dx = scratch.routedInputGradient
+    /// Each expert on its slice: d(gathered x) into scratch.routedInputGradient. An expert
+    /// without tokens still reports (zero rows, norm 0), so that its book-keeping group closes.
+    private func expertsBackward(scratch: Scratch, sink: GradientSink) {
+        let E = expertCount, C = channels, I = inner, R = loraRank, M = offsets[E]
+        let dy = scratch.routedOutputGradient, dactivation = scratch.activationGradient
+        let dx = scratch.routedInputGradient
         dactivation.update(repeating: 0, count: M * I)
         dx.update(repeating: 0, count: M * C)
         for (e, expert) in experts.enumerated() {
             let start = offsets[e], count = offsets[e + 1] - start
-            // an expert without tokens still reports to the books (zero rows, norm 0) so that
-            // its group closes
-            guard count > 0 || books != nil else { continue }
-            let segments = self.segments[e]
+            let rows = RowLayout(gathered: segments[e], rows: count)
             // forward was: y = activation · w2ᵀ
             expert.down.backward(dinp: dactivation + start * I, dout: dy + start * C, doutStride: C,
-                                 inp: activation + start * I, rows: count,
-                                 scratch: scratch.loraGradient + start * R, books: books,
-                                 segments: segments, secure: false)
+                                 inp: activation + start * I, rows: rows,
+                                 scratch: scratch.loraGradient + start * R, sink: sink)
             // forward was: activation = silu(w1 x) ⊙ w3 x
             swigluBackward(dgate: scratch.gateGradient + start * I, dup: scratch.upGradient + start * I,
                            dout: dactivation + start * I, gate: gateOut + start * I, up: upOut + start * I,
                            count: count * I)
             // forward was: gateOut = x · w1ᵀ; upOut = x · w3ᵀ
             expert.gate.backward(dinp: dx + start * C, dout: scratch.gateGradient + start * I, doutStride: I,
-                                 inp: routedInput + start * C, rows: count,
-                                 scratch: scratch.loraGradient + (M + start) * R, books: books,
-                                 segments: segments, secure: false)
+                                 inp: routedInput + start * C, rows: rows,
+                                 scratch: scratch.loraGradient + (M + start) * R, sink: sink)
             expert.up.backward(dinp: dx + start * C, dout: scratch.upGradient + start * I, doutStride: I,
-                               inp: routedInput + start * C, rows: count,
-                               scratch: scratch.loraGradient + (2 * M + start) * R, books: books,
-                               segments: segments, secure: false)
+                               inp: routedInput + start * C, rows: rows,
+                               scratch: scratch.loraGradient + (2 * M + start) * R, sink: sink)
         }
-        // forward was: routedInput[row] = inp[token(row)], so: dinp[token(row)] += dx[row]
-        for row in 0..<M {
-            let target = dinp + Int(routedToken[row]) * C, source = dx + row * C
-            for c in 0..<C { target[c] += source[c] }
-        }
+    }
 
-        // forward was: w_j = p[top_j] / S, S = Σ_j p[top_j], so: dp[top_j] = (dw_j − Σ_j' dw_j' w_j') / S;
-        // then p = softmax(logits), so: dlogits_e = p_e (dp_e − Σ_e' p_e' dp_e').
-        // (The top-K choice is piecewise constant: no gradient through it.)
-        let dlogits = scratch.logitsGradient
+    /// forward was: w_j = p[top_j] / S, S = Σ_j p[top_j], so: dp[top_j] = (dw_j − Σ_j' dw_j' w_j') / S;
+    /// then p = softmax(logits), so: dlogits_e = p_e (dp_e − Σ_e' p_e' dp_e').
+    /// (The top-K choice is piecewise constant: no gradient through it.) Into scratch.logitsGradient.
+    private func gateBackward(scratch: Scratch) {
+        let N = batch * sequence, E = expertCount, K = expertsPerToken
+        let dweights = scratch.weightGradient, dlogits = scratch.logitsGradient
         dlogits.update(repeating: 0, count: N * E)
         for n in 0..<N where isReal(n) {
             let p = probabilities + n * E, d = dlogits + n * E
@@ -283,9 +298,5 @@ final class MixtureOfExperts {
             }
             for e in 0..<E { d[e] = p[e] * (d[e] - dot) }
         }
-        // forward was: logits = inp · Gᵀ (every row; padding rows have dlogits 0). Its
-        // backward also secures the experts' books before the scratch is reused.
-        router.backward(dinp: dinp, dout: dlogits, doutStride: E, inp: inp, rows: N,
-                        scratch: scratch.loraGradient, books: books)
     }
 }

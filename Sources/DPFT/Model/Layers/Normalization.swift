@@ -26,7 +26,7 @@ func layerNormForward(out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePoint
 /// forward was: out = x̂ · weight + bias with x̂ = (inp − mean) · rstd, so:
 ///   dweight += Σ_n dout ⊙ x̂;  dbias += Σ_n dout;
 ///   dinp += rstd · (g − mean(g) − x̂ · mean(g ⊙ x̂)) with g = dout ⊙ weight.
-/// dweight/dbias may be nil (frozen norm). Weight gradients are summed serially (tiny).
+/// dweight/dbias may be nil (frozen norm, or gradients that go to a `GradientSink`).
 func layerNormBackward(dinp: UnsafeMutablePointer<Float>, dweight: UnsafeMutablePointer<Float>?,
                        dbias: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>,
                        inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
@@ -49,14 +49,10 @@ func layerNormBackward(dinp: UnsafeMutablePointer<Float>, dweight: UnsafeMutable
             }
         }
     }
-    if dweight != nil || dbias != nil {
-        for n in 0..<rows {
-            let x = inp + n * C, g = dout + n * C
-            let m = mean[n], s = rstd[n]
-            if let dweight { for c in 0..<C { dweight[c] += g[c] * (x[c] - m) * s } }
-            if let dbias { for c in 0..<C { dbias[c] += g[c] } }
-        }
+    if let dweight {
+        addNormWeightGradient(into: dweight, dout: dout, inp: inp, mean: mean, rstd: rstd, rows: 0..<rows, channels: C)
     }
+    if let dbias { addRows(into: dbias, e: dout, eStride: C, width: C, rows: 0..<rows) }
 }
 
 /// RMSNorm: out = inp · rstd · weight with rstd = 1/√(mean(inp²) + ε). Saves rstd [N].
@@ -91,9 +87,18 @@ func rmsNormBackward(dinp: UnsafeMutablePointer<Float>, dweight: UnsafeMutablePo
         }
     }
     if let dweight {
-        for n in 0..<rows {
-            let x = inp + n * C, g = dout + n * C, s = rstd[n]
-            for c in 0..<C { dweight[c] += g[c] * x[c] * s }
-        }
+        addNormWeightGradient(into: dweight, dout: dout, inp: inp, mean: nil, rstd: rstd, rows: 0..<rows, channels: C)
+    }
+}
+
+/// The norm weight's gradient over `rows`: dweight += Σ_n dout_n ⊙ x̂_n with
+/// x̂ = (inp − mean)·rstd (LayerNorm) or inp·rstd (RMSNorm, `mean` nil). Summed serially (tiny).
+func addNormWeightGradient(into dweight: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
+                           inp: UnsafePointer<Float>, mean: UnsafePointer<Float>?, rstd: UnsafePointer<Float>,
+                           rows: Range<Int>, channels C: Int) {
+    for n in rows {
+        let x = inp + n * C, g = dout + n * C
+        let m = mean?[n] ?? 0, s = rstd[n]
+        for c in 0..<C { dweight[c] += g[c] * (x[c] - m) * s }
     }
 }
