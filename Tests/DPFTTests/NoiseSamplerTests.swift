@@ -137,6 +137,13 @@ struct NoiseSamplerTests {
         #expect(noise(&c, threads: 2, count: 16) != noise(&d, threads: 2, count: 16))
     }
 
+    /// The bits are ChaCha20's (RFC 8439 A.1, test vector #2: zero key, zero nonce, block counter
+    /// 1 — where ChaChaPoly's ciphertext starts, so streams are those of sealing zeros).
+    @Test func keystreamIsRFC8439ChaCha20() {
+        let words = NoiseSource.keystreamWords(key: .init(data: [UInt8](repeating: 0, count: 32)), stream: 0, index: 0, count: 4)
+        #expect(words == [0x7a38_5155_bee7_079f, 0x0d08_2d73_7c97_ba98, 0x6965_e348_a029_0fcb, 0xed7a_ee32_3e53_c612])
+    }
+
     /// The strips close at the mode: the base edge solves to Marsaglia & Tsang's r =
     /// 3.6541528853610088 and every strip has the base strip's area v.
     @Test func zigguratStripsHaveEqualArea() {

@@ -1,10 +1,12 @@
 import Crypto
+import _CryptoExtras
 import Foundation
 
 /// Gaussian noise for DP from a cryptographically secure generator (DESIGN.md §3).
 ///
-/// Uniform bits are the ChaCha20 keystream (RFC 8439, via swift-crypto's ChaChaPoly sealing
-/// zeros: the ciphertext is the keystream) keyed by 256 bits from the operating system. A fixed
+/// Uniform bits are the ChaCha20 keystream (RFC 8439, via swift-crypto's ChaCha20 encrypting
+/// zeros from block counter 1, which is what ChaChaPoly's ciphertext of zeros is) keyed by 256
+/// bits from the operating system. A fixed
 /// seed is possible only when asked for explicitly (`seeded(_:)`), and `isSeeded` lets the
 /// ledger record it. Nonces separate the streams: (0, counter) for `nextUniform()`, and
 /// (2³¹ + call, block·2²⁰ + chunk) for the blocks of the `call`-th `addGaussian`, whose
@@ -56,10 +58,12 @@ public struct NoiseSource {
         var nonceBytes: [UInt8] = []
         withUnsafeBytes(of: stream.littleEndian) { nonceBytes.append(contentsOf: $0) }
         withUnsafeBytes(of: index.littleEndian) { nonceBytes.append(contentsOf: $0) }
-        let nonce = try! ChaChaPoly.Nonce(data: nonceBytes)
-        let sealed = try! ChaChaPoly.seal(zeros[0..<(count * 8)], using: key, nonce: nonce)
+        // Block counter 1 onwards, as ChaChaPoly (RFC 8439 §2.8) encrypts: the same keystream
+        // as sealing zeros, without computing a Poly1305 tag nobody reads.
+        let keystream = try! Insecure.ChaCha20CTR.encrypt(zeros[0..<(count * 8)], using: key,
+                                                          counter: .init(offset: 1), nonce: .init(data: nonceBytes))
         return [UInt64](unsafeUninitializedCapacity: count) { buffer, initialized in
-            sealed.ciphertext.withUnsafeBytes { UnsafeMutableRawBufferPointer(buffer).copyMemory(from: $0) }
+            keystream.withUnsafeBytes { UnsafeMutableRawBufferPointer(buffer).copyMemory(from: $0) }
             #if _endian(big)
             for i in 0..<count { buffer[i] = UInt64(littleEndian: buffer[i]) }
             #endif
