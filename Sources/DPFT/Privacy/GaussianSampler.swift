@@ -110,8 +110,9 @@ enum GaussianSampler {
             let sign = (word & 0x100) << 55
             let u = word >> 11  // 53 bits
             if u < innerLimit[strip] {
-                // Inside the rectangle that lies under the curve: z = u · X_i / 2⁵³.
-                let k = roundToEven(Double(u) * stripScale[strip])
+                // Inside the rectangle that lies under the curve: z = u · X_i / 2⁵³, and
+                // s·z < 2²⁵ needs no range check before the rounding (u < 2⁵³ converts as Int64).
+                let k = (Double(Int64(bitPattern: u)) * stripScale[strip] + 0x1.8p52) - 0x1.8p52
                 return Double(bitPattern: k.bitPattern | sign)
             }
             if let z = slowPath(strip: strip, u: u, table: table, words: &words) {
