@@ -30,17 +30,21 @@ import Foundation
 ///
 /// **The sampler.** z comes from the ziggurat of Marsaglia & Tsang ("The Ziggurat Method for
 /// Generating Random Variables", J. Statistical Software 5(8), 2000): 256 strips of equal
-/// area, one 64-bit ChaCha20 word per draw in ≈ 98.8 % of draws (8 bits strip, 1 bit sign,
+/// area, one 64-bit ChaCha20 word per draw in ≈ 98.5 % of draws (8 bits strip, 1 bit sign,
 /// 53 bits position). The strip edges are solved at start to double precision (the base edge
 /// r ≈ 3.6542 closes the stack exactly). In a strip's rectangle, k = round(u · X_i · s / 2⁵³)
 /// for a 53-bit integer u, so every grid point receives ≈ 2³⁰/X_i equally likely values of u:
 /// each grid point's probability is the exact rounded-Gaussian one within a relative
-/// η ≲ 2⁻²⁷ (counting and rounding at the bin edges). Wedges test the density exp(−z²/2) in
-/// double precision. The tail beyond r uses Marsaglia's exact method ("Generating a variable
+/// η ≲ 2⁻²⁶ (≥ 2²⁸ values per point, a few miscounted or misrounded at the edges). Wedges
+/// test the density exp(−z²/2) in double precision. The tail beyond r uses Marsaglia's exact method ("Generating a variable
 /// from the tail of the normal distribution", Technometrics 6, 1964) on uniforms with full
 /// floating-point resolution near 0 (a geometric exponent from leading zero bits, 52-bit
 /// significand), so draws reach past 180σ: there is no cap like Box–Muller's √(2·53·ln 2) ≈
 /// 8.57σ on 53-bit uniforms.
+///
+/// **Cost.** 7–9 CPU ns per draw on the 2-core machine of DESIGN.md §8 (a third of it the
+/// keystream), spread over both cores; `make bench` prints the share of a private full step
+/// (1.5–3.5 % in same-run pairs on a shared machine; the issue's budget is 2 %).
 ///
 /// **What it protects against.**
 /// - Mironov 2012 ("On significance of the least significant bits for differential privacy",
@@ -59,15 +63,15 @@ import Foundation
 ///
 /// **What it does not protect against.**
 /// - The residual η: the discrete distribution actually sampled differs from the exact
-///   rounded Gaussian by a relative η ≲ 2⁻²⁷ per grid point (2⁻⁵⁰-scale in wedges and tail).
+///   rounded Gaussian by a relative η ≲ 2⁻²⁶ per grid point (2⁻⁵⁰-scale in wedges and tail).
 ///   No published attack uses such differences (they need outputs of zero probability), but
-///   the worst-case bound on the extra privacy loss they allow is 2ηd per step (≈ 0.08 for
+///   the worst-case bound on the extra privacy loss they allow is 2ηd per step (≈ 0.16 for
 ///   the reference GPT, a bound that assumes all d errors align; not a tight one). The exact
 ///   alternatives — the discrete Gaussian sampled with integer arithmetic (Canonne, Kamath &
 ///   Steinke, "The Discrete Gaussian for Differential Privacy", NeurIPS 2020), convolution
 ///   samplers (Micciancio & Walter, "Gaussian Sampling over the Integers", CRYPTO 2017) or
 ///   interval refining — cost far more random bits or time per draw than 2 % of a step allows.
-/// - Timing and cache side channels: the ziggurat's slow paths (≈ 1.2 % of draws) and its
+/// - Timing and cache side channels: the ziggurat's slow paths (≈ 1.5 % of draws) and its
 ///   table lookups depend on the noise, not on the data; an observer who times or watches
 ///   individual draws could learn noise values (Jin et al., part 2). Only the whole step's
 ///   time is visible to a normal user, summed over millions of draws.

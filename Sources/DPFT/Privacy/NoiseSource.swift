@@ -106,7 +106,7 @@ public struct NoiseSource {
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             for block in stride(from: worker, to: blocks, by: workers) {
                 let range = (block * blockSize)..<min(count, (block + 1) * blockSize)
-                // ≈ 1.013 words per draw; a second chunk is read in the rare case it runs short.
+                // ≈ 1.02 words per draw; a second chunk is read in the rare case it runs short.
                 var words = KeystreamWords(key: shared.value.key, stream: stream, block: UInt64(block),
                                            chunkWords: range.count + range.count / 32 + 256)
                 GaussianSampler.addNoise(to: shared.value.values, range: range, grid: grid, words: &words)
