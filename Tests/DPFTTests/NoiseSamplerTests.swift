@@ -59,7 +59,7 @@ struct NoiseSamplerTests {
     /// The tail branch alone (z > r): 10⁶ draws beyond 4σ, 5σ, 6σ vs Q(t)/Q(r) (expected 2.45·10⁵,
     /// 2.2·10³, 7.6), within 4 binomial standard deviations, and beyond 7σ at most 3 (expected 0.01).
     @Test func tailBranchMassBeyondFourFiveSixSigma() {
-        var words = KeystreamWords(key: .init(size: .bits256), stream: 7, block: 0, chunkWords: 100_000)
+        var words = KeystreamWords(key: .init(data: [UInt8](repeating: 7, count: 32)), stream: 7, block: 0, chunkWords: 100_000)
         let r = ZigguratTable.shared.edge[1]
         let n = 1_000_000
         var beyond = [4.0: 0, 5.0: 0, 6.0: 0, 7.0: 0]
