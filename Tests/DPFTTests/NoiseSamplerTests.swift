@@ -155,4 +155,22 @@ struct NoiseSamplerTests {
             #expect(abs(strip - area) / area < 1e-9, "strip \(i): \(strip) vs \(area)")
         }
     }
+
+    /// DP-SGD's entry point pays for the snapping: noise σ·(Δ + λ√d) on the grid λ of σΔ, so the
+    /// snapped mechanism is the Gaussian mechanism with multiplier σ at sensitivity Δ + λ√d.
+    @Test func theStepsNoiseCoversTheSnappingsSensitivity() {
+        for (sigma, sensitivity, d) in [(1.0, 1.0, 5_300_000), (0.6303, 2.5, 1_000), (3.0, 0.1, 124_000_000)] {
+            let grid = NoiseGrid(noiseMultiplier: sigma, sensitivity: sensitivity, coordinates: d)
+            let lambda = NoiseGrid.spacing(for: sigma * sensitivity)
+            #expect(grid.spacing == lambda)
+            let expected = sigma * (sensitivity + lambda * Double(d).squareRoot())
+            #expect(abs(grid.scale * grid.spacing - expected) <= 1e-15 * expected)
+            #expect(grid.scale * grid.spacing > sigma * sensitivity)
+        }
+        var source = NoiseSource.seeded(5)
+        var values = [Float](repeating: 0.1, count: 4096)
+        values.withUnsafeMutableBufferPointer { source.addGaussian(to: $0, noiseMultiplier: 1, sensitivity: 1) }
+        let lambda = NoiseGrid.spacing(for: 1)
+        #expect(values.allSatisfy { (Double($0) / lambda).rounded() == Double($0) / lambda }, "outputs on the grid")
+    }
 }

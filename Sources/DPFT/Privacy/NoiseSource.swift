@@ -87,17 +87,34 @@ public struct NoiseSource {
     /// result is exact before the final rounding to Float, so no floating-point artefact can
     /// depend on `values`). Blocks of 2¹⁶ elements run on `Parallel.threadCount` threads, each
     /// from its own keystream: a seeded source gives the same noise whatever the thread count.
-    public mutating func addGaussian(to values: UnsafeMutableBufferPointer<Float>, standardDeviation: Double) {
+    ///
+    /// This form is for tests and benchmarks of the sampler: DP-SGD's step uses
+    /// `addGaussian(to:noiseMultiplier:sensitivity:)`, which also pays for the snapping.
+    mutating func addGaussian(to values: UnsafeMutableBufferPointer<Float>, standardDeviation: Double) {
         addGaussian(to: values, standardDeviation: standardDeviation, threads: Parallel.threadCount)
+    }
+
+    /// The Gaussian mechanism with noise multiplier σ on a sum of L2 sensitivity Δ: every element
+    /// is snapped to the grid λ = 2^(⌊log₂ σΔ⌋ − 22) and gets noise of standard deviation
+    /// σ·(Δ + λ√d) rounded to it (d = `values.count`), so that the snapping's extra sensitivity
+    /// λ√d is paid for and the accountant's ε for σ holds (`GaussianSampler`).
+    public mutating func addGaussian(to values: UnsafeMutableBufferPointer<Float>, noiseMultiplier: Double,
+                                     sensitivity: Double) {
+        guard noiseMultiplier > 0, !values.isEmpty else { return }
+        let grid = NoiseGrid(noiseMultiplier: noiseMultiplier, sensitivity: sensitivity, coordinates: values.count)
+        addGaussian(to: values, grid: grid, threads: Parallel.threadCount)
     }
 
     mutating func addGaussian(to values: UnsafeMutableBufferPointer<Float>, standardDeviation: Double, threads: Int) {
         precondition(standardDeviation >= 0 && standardDeviation.isFinite, "noise standard deviation must be finite and ≥ 0")
         guard standardDeviation > 0, !values.isEmpty else { return }
+        addGaussian(to: values, grid: NoiseGrid(standardDeviation: standardDeviation), threads: threads)
+    }
+
+    private mutating func addGaussian(to values: UnsafeMutableBufferPointer<Float>, grid: NoiseGrid, threads: Int) {
         precondition(gaussianCalls < 1 << 31, "too many noise calls on one source")
         let stream = 0x8000_0000 | gaussianCalls
         gaussianCalls += 1
-        let grid = NoiseGrid(standardDeviation: standardDeviation)
         let blockSize = GaussianSampler.blockSize
         let blocks = (values.count + blockSize - 1) / blockSize
         let workers = max(1, min(threads, blocks)), count = values.count
