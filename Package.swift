@@ -28,6 +28,8 @@ let package = Package(
         .target(name: "DPFT", dependencies: [
             "CBLAS", "CHDF5", "CSentencePiece", "CDPFTPlugin",
             .product(name: "Crypto", package: "swift-crypto"),
+            // ChaCha20 without Poly1305 for the noise keystream (NoiseSource.keystreamWords).
+            .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
         .executableTarget(name: "dpft", dependencies: [
             "DPFT",

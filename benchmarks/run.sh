@@ -47,6 +47,7 @@ step_line() {
         awk -v l="$label" -v s="$seconds" -v r="$rss" 'BEGIN { printf "  %-28s %.3f s/step                            peak RSS %s MiB\n", l, s, r }'
     fi
     echo "$seconds" >"$scratch/last"
+    echo "$json" >"$scratch/last.json"
 }
 scratch=$(mktemp -d)
 for lora in "" "--lora-rank 8"; do
@@ -58,8 +59,20 @@ for lora in "" "--lora-rank 8"; do
     for style in all-layer layer-wise per-block; do
         # shellcheck disable=SC2086
         step_line "$style ($kind)" "$baseline" --private "$style" $lora
+        if [ "$style $kind" = "all-layer full" ]; then cp "$scratch/last.json" "$scratch/private-full.json"; fi
     done
 done
+
+echo
+echo "== DP noise (ChaCha20, snapped grid Gaussian; Privacy/GaussianSampler.swift) vs the private all-layer full step above"
+private_json=$(cat "$scratch/private-full.json")
+private_seconds=$(sed -E 's/.*"seconds_per_step":([0-9.eE+-]+).*/\1/' <<<"$private_json")
+coordinates=$(sed -E 's/.*"trainable_parameters":([0-9]+).*/\1/' <<<"$private_json")
+noise_json=$("$bin" bench noise --json --coordinates "$coordinates")
+noise_seconds=$(sed -E 's/.*"noise_seconds":([0-9.eE+-]+).*/\1/' <<<"$noise_json")
+cpu_ns=$(sed -E 's/.*"cpu_nanoseconds_per_draw":([0-9.eE+-]+).*/\1/' <<<"$noise_json")
+awk -v n="$noise_seconds" -v p="$private_seconds" -v c="$coordinates" -v cpu="$cpu_ns" \
+    'BEGIN { printf "  %d draws: %.1f ms (%.2f ns per draw, %.2f CPU ns)  = %.1f%% of the private step (%.3f s)\n", c, n * 1e3, n / c * 1e9, cpu, 100 * n / p, p }'
 
 echo
 echo "== mixture of experts (recipes/models/mixtral-reference.json: d=256, 4 layers, 4 experts top-2, vocab 8192, B=16, T=128)"

@@ -6,7 +6,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Micro-benchmarks of the kernels dpft relies on.",
-        subcommands: [Gemm.self, Step.self])
+        subcommands: [Gemm.self, Step.self, Noise.self])
 
     struct Gemm: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -149,6 +149,44 @@ struct BenchCommand: ParsableCommand {
                   + (loraRank.map { ", LoRA r=\($0)" } ?? ", full") + ", \(result.trainableParameters) trainable): "
                   + String(format: "%.3f s/step (median of %d), %.0f tokens/s", result.medianSeconds, steps, result.tokensPerSecond)
                   + (`private` != nil ? String(format: ", peak books %.1f MiB", Double(result.peakBookBytes) / 1_048_576) : ""))
+        }
+    }
+
+    struct Noise: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Time the DP noise (ChaCha20 keystream, snapped grid Gaussian) of one private step.",
+            discussion: """
+                Each timed call adds σ = 1 noise to --coordinates zeros on all threads, as a private \
+                step does once. The default is the reference GPT's trainable count in full \
+                fine-tuning; `make bench` passes the count its private step reports.
+                """)
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        @Option(help: "Coordinates per call.")
+        var coordinates: Int = 5_289_472
+
+        @Option(help: "Timed calls after one warm-up call; the median is reported.")
+        var repeats: Int = 5
+
+        func validate() throws {
+            if coordinates < 1 || repeats < 1 { throw ValidationError("--coordinates and --repeats must be at least 1") }
+        }
+
+        func run() throws {
+            let result = NoiseBenchmark.run(coordinates: coordinates, repeats: repeats)
+            if json {
+                let object: [String: Any] = ["noise_seconds": result.medianSeconds, "coordinates": coordinates,
+                                             "threads": Parallel.threadCount, "seconds": result.seconds,
+                                             "nanoseconds_per_draw": result.medianSeconds / Double(coordinates) * 1e9,
+                                             "cpu_nanoseconds_per_draw": result.cpuNanosecondsPerDraw]
+                print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+                return
+            }
+            print(String(format: "dpft noise: %d coordinates, %.1f ms per call (median of %d, %d threads), %.2f ns per draw, %.2f CPU ns per draw",
+                         coordinates, result.medianSeconds * 1e3, repeats, Parallel.threadCount,
+                         result.medianSeconds / Double(coordinates) * 1e9, result.cpuNanosecondsPerDraw))
         }
     }
 }

@@ -1,17 +1,22 @@
 import Crypto
+import _CryptoExtras
 import Foundation
 
 /// Gaussian noise for DP from a cryptographically secure generator (DESIGN.md §3).
 ///
-/// Uniform bits are the ChaCha20 keystream (RFC 8439, via swift-crypto's ChaChaPoly sealing
-/// zeros under a fresh nonce per chunk) keyed by 256 bits from the operating system; normals
-/// come from the Box–Muller transform on 53-bit uniforms. A fixed seed is possible only when
-/// asked for explicitly (`seeded(_:)`), and `isSeeded` lets the ledger record it.
+/// Uniform bits are the ChaCha20 keystream (RFC 8439, via swift-crypto's ChaCha20 encrypting
+/// zeros from block counter 1, which is what ChaChaPoly's ciphertext of zeros is) keyed by 256
+/// bits from the operating system. A fixed
+/// seed is possible only when asked for explicitly (`seeded(_:)`), and `isSeeded` lets the
+/// ledger record it. Nonces separate the streams: (0, counter) for `nextUniform()`, and
+/// (2³¹ + call, block·2²⁰ + chunk) for the blocks of the `call`-th `addGaussian`, whose
+/// floating-point-safe construction, citations and limits are documented on `GaussianSampler`.
 public struct NoiseSource {
     private let key: SymmetricKey
     private var counter: UInt64 = 0
-    private var bytes: [UInt8] = []
+    private var words: [UInt64] = []
     private var position = 0
+    private var gaussianCalls: UInt32 = 0
     /// The explicit seed, or nil when the key came from the operating system.
     public let seed: UInt64?
 
@@ -45,35 +50,84 @@ public struct NoiseSource {
     public var isSeeded: Bool { seed != nil }
 
     private static let chunkBytes = 1 << 20
+    private static let zeros = [UInt8](repeating: 0, count: chunkBytes)
 
-    private mutating func refill() {
-        var nonceBytes = [UInt8](repeating: 0, count: 12)
-        withUnsafeBytes(of: counter.littleEndian) { nonceBytes.replaceSubrange(4..<12, with: $0) }
-        counter += 1
-        let nonce = try! ChaChaPoly.Nonce(data: nonceBytes)
-        let sealed = try! ChaChaPoly.seal([UInt8](repeating: 0, count: Self.chunkBytes), using: key, nonce: nonce)
-        bytes = [UInt8](sealed.ciphertext)
-        position = 0
+    /// `count` little-endian words of the keystream under nonce (stream, index).
+    static func keystreamWords(key: SymmetricKey, stream: UInt32, index: UInt64, count: Int) -> [UInt64] {
+        precondition(count * 8 <= chunkBytes, "keystream chunk too large")
+        var nonceBytes: [UInt8] = []
+        withUnsafeBytes(of: stream.littleEndian) { nonceBytes.append(contentsOf: $0) }
+        withUnsafeBytes(of: index.littleEndian) { nonceBytes.append(contentsOf: $0) }
+        // Block counter 1 onwards, as ChaChaPoly (RFC 8439 §2.8) encrypts: the same keystream
+        // as sealing zeros, without computing a Poly1305 tag nobody reads.
+        let keystream = try! Insecure.ChaCha20CTR.encrypt(zeros[0..<(count * 8)], using: key,
+                                                          counter: .init(offset: 1), nonce: .init(data: nonceBytes))
+        return [UInt64](unsafeUninitializedCapacity: count) { buffer, initialized in
+            keystream.withUnsafeBytes { UnsafeMutableRawBufferPointer(buffer).copyMemory(from: $0) }
+            #if _endian(big)
+            for i in 0..<count { buffer[i] = UInt64(littleEndian: buffer[i]) }
+            #endif
+            initialized = count
+        }
     }
 
     /// A uniform double in (0, 1) from 53 random bits.
     public mutating func nextUniform() -> Double {
-        if position + 8 > bytes.count { refill() }
-        var word: UInt64 = 0
-        for k in 0..<8 { word |= UInt64(bytes[position + k]) << (8 * UInt64(k)) }
-        position += 8
-        return (Double(word >> 11) + 0.5) * (1.0 / 9_007_199_254_740_992.0)
+        if position == words.count {
+            words = Self.keystreamWords(key: key, stream: 0, index: counter, count: Self.chunkBytes / 8)
+            counter += 1
+            position = 0
+        }
+        position += 1
+        return (Double(words[position - 1] >> 11) + 0.5) * (1.0 / 9_007_199_254_740_992.0)
     }
 
-    /// Adds independent N(0, standardDeviation²) samples to every element of `values`.
-    public mutating func addGaussian(to values: UnsafeMutableBufferPointer<Float>, standardDeviation: Double) {
-        var i = 0
-        while i < values.count {
-            let radius = (-2 * log(nextUniform())).squareRoot() * standardDeviation
-            let angle = 2 * Double.pi * nextUniform()
-            values[i] += Float(radius * cos(angle))
-            if i + 1 < values.count { values[i + 1] += Float(radius * sin(angle)) }
-            i += 2
+    /// Adds independent noise N(0, standardDeviation²), rounded to a power-of-two grid, to every
+    /// element of `values`, after snapping each element to that grid (`GaussianSampler`: the
+    /// result is exact before the final rounding to Float, so no floating-point artefact can
+    /// depend on `values`). Blocks of 2¹⁶ elements run on `Parallel.threadCount` threads, each
+    /// from its own keystream: a seeded source gives the same noise whatever the thread count.
+    ///
+    /// This form is for tests and benchmarks of the sampler: DP-SGD's step uses
+    /// `addGaussian(to:noiseMultiplier:sensitivity:)`, which also pays for the snapping.
+    mutating func addGaussian(to values: UnsafeMutableBufferPointer<Float>, standardDeviation: Double) {
+        addGaussian(to: values, standardDeviation: standardDeviation, threads: Parallel.threadCount)
+    }
+
+    /// The Gaussian mechanism with noise multiplier σ on a sum of L2 sensitivity Δ: every element
+    /// is snapped to the grid λ = 2^(⌊log₂ σΔ⌋ − 22) and gets noise of standard deviation
+    /// σ·(Δ + λ√d) rounded to it (d = `values.count`), so that the snapping's extra sensitivity
+    /// λ√d is paid for and the accountant's ε for σ holds (`GaussianSampler`).
+    public mutating func addGaussian(to values: UnsafeMutableBufferPointer<Float>, noiseMultiplier: Double,
+                                     sensitivity: Double) {
+        guard noiseMultiplier > 0, !values.isEmpty else { return }
+        let grid = NoiseGrid(noiseMultiplier: noiseMultiplier, sensitivity: sensitivity, coordinates: values.count)
+        addGaussian(to: values, grid: grid, threads: Parallel.threadCount)
+    }
+
+    mutating func addGaussian(to values: UnsafeMutableBufferPointer<Float>, standardDeviation: Double, threads: Int) {
+        precondition(standardDeviation >= 0 && standardDeviation.isFinite, "noise standard deviation must be finite and ≥ 0")
+        guard standardDeviation > 0, !values.isEmpty else { return }
+        addGaussian(to: values, grid: NoiseGrid(standardDeviation: standardDeviation), threads: threads)
+    }
+
+    private mutating func addGaussian(to values: UnsafeMutableBufferPointer<Float>, grid: NoiseGrid, threads: Int) {
+        precondition(gaussianCalls < 1 << 31, "too many noise calls on one source")
+        let stream = 0x8000_0000 | gaussianCalls
+        gaussianCalls += 1
+        let blockSize = GaussianSampler.blockSize
+        let blocks = (values.count + blockSize - 1) / blockSize
+        let workers = max(1, min(threads, blocks)), count = values.count
+        // Blocks are disjoint ranges of `values`, which is what makes sharing the pointer sound.
+        let shared = UncheckedSendable((values: values, key: key))
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            for block in stride(from: worker, to: blocks, by: workers) {
+                let range = (block * blockSize)..<min(count, (block + 1) * blockSize)
+                // ≈ 1.02 words per draw; a second chunk is read in the rare case it runs short.
+                var words = KeystreamWords(key: shared.value.key, stream: stream, block: UInt64(block),
+                                           chunkWords: range.count + range.count / 32 + 256)
+                GaussianSampler.addNoise(to: shared.value.values, range: range, grid: grid, words: &words)
+            }
         }
     }
 }

@@ -102,8 +102,9 @@ public final class PrivateGradient {
     }
 
     /// Ends a logical batch: adds Gaussian noise of standard deviation σ·√(Σ R_k²) to every
-    /// gradient coordinate (once, even when the batch was empty), then divides by the expected
-    /// batch size q·N. After this `model.gradients` holds the private gradient.
+    /// gradient coordinate (once, even when the batch was empty; a hair more, σ·λ√d, for the
+    /// snapping to the noise grid, see `GaussianSampler`), then divides by the expected batch
+    /// size q·N. After this `model.gradients` holds the private gradient.
     public func finishLogicalBatch(noiseMultiplier: Double, expectedBatchSize: Double, noise: inout NoiseSource) throws {
         guard noiseMultiplier >= 0 && noiseMultiplier.isFinite else {
             throw PrivacyError.invalidNoiseMultiplier(noiseMultiplier)
@@ -112,8 +113,7 @@ public final class PrivateGradient {
             throw PrivacyError.invalidExpectedBatchSize(expectedBatchSize)
         }
         let buffer = UnsafeMutableBufferPointer(start: model.gradients.storage.base, count: model.gradients.count)
-        let standardDeviation = noiseMultiplier * totalSensitivity
-        if standardDeviation > 0 { noise.addGaussian(to: buffer, standardDeviation: standardDeviation) }
+        noise.addGaussian(to: buffer, noiseMultiplier: noiseMultiplier, sensitivity: totalSensitivity)
         let inverse = Float(1 / expectedBatchSize)
         for i in buffer.indices { buffer[i] *= inverse }
         examplesAccumulated = 0

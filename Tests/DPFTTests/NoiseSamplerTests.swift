@@ -1,0 +1,176 @@
+import Foundation
+import Testing
+@testable import DPFT
+
+/// The DP noise sampler (`GaussianSampler`, `NoiseSource.addGaussian`) against N(0, 1): shape
+/// (Kolmogorov–Smirnov), tails, independence of neighbouring draws, the grid, reproducibility.
+/// Tolerances are stated with each check; none is widened to pass.
+struct NoiseSamplerTests {
+    static let drawCount = 1_000_000
+
+    /// Q(t) = P(Z > t) for Z ~ N(0, 1).
+    static func upperTail(_ t: Double) -> Double { 0.5 * erfc(t / 2.squareRoot()) }
+
+    /// 10⁶ standard normal draws from a seeded source (noise added to zeros).
+    static let draws: [Double] = {
+        var source = NoiseSource.seeded(11)
+        var values = [Float](repeating: 0, count: drawCount)
+        values.withUnsafeMutableBufferPointer { source.addGaussian(to: $0, standardDeviation: 1) }
+        return values.map(Double.init)
+    }()
+
+    /// One-sample KS against Φ over 10⁶ draws. Critical value at α = 0.001: 1.9495/√n ≈ 0.00195.
+    @Test func kolmogorovSmirnovOverAMillionDraws() {
+        let sorted = Self.draws.sorted()
+        let n = Double(sorted.count)
+        var statistic = 0.0
+        for (index, value) in sorted.enumerated() {
+            let cdf = 1 - Self.upperTail(value)
+            statistic = max(statistic, abs(Double(index + 1) / n - cdf), abs(cdf - Double(index) / n))
+        }
+        #expect(statistic < 1.9495 / n.squareRoot(), "KS statistic \(statistic)")
+    }
+
+    /// Mean within 5 standard errors (5/√n); variance within 5 standard errors (5·√(2/n)).
+    @Test func meanAndVariance() {
+        let n = Double(Self.draws.count)
+        let mean = Self.draws.reduce(0, +) / n
+        let variance = Self.draws.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / (n - 1)
+        #expect(abs(mean) < 5 / n.squareRoot(), "mean \(mean)")
+        #expect(abs(variance - 1) < 5 * (2 / n).squareRoot(), "variance \(variance)")
+    }
+
+    /// Counts of |z| beyond t over 10⁶ draws vs n·2Q(t), within 4 binomial standard deviations
+    /// (t = 4: expected 63.3; t = r ≈ 3.654, where the ziggurat's tail branch starts: 258). At
+    /// 5σ and 6σ 10⁶ draws expect 0.57 and 0.002, so only a gross excess is checked there; the
+    /// tail branch itself is tested far out below.
+    @Test func tailMassOfAMillionDraws() {
+        let n = Double(Self.draws.count)
+        for t in [ZigguratTable.shared.edge[1], 4.0] {
+            let p = 2 * Self.upperTail(t)
+            let count = Double(Self.draws.filter { abs($0) > t }.count)
+            let sd = (n * p * (1 - p)).squareRoot()
+            #expect(abs(count - n * p) < 4 * sd, "beyond \(t)σ: \(count) vs \(n * p) ± \(sd)")
+        }
+        #expect(Self.draws.filter { abs($0) > 5 }.count <= 5)  // Poisson(0.57): P(≥ 6) ≈ 4·10⁻⁶
+        #expect(Self.draws.filter { abs($0) > 6 }.count <= 1)  // Poisson(0.002): P(≥ 2) ≈ 2·10⁻⁶
+    }
+
+    /// The tail branch alone (z > r): 10⁶ draws beyond 4σ, 5σ, 6σ vs Q(t)/Q(r) (expected 2.45·10⁵,
+    /// 2.2·10³, 7.6), within 4 binomial standard deviations, and beyond 7σ at most 3 (expected 0.01).
+    @Test func tailBranchMassBeyondFourFiveSixSigma() {
+        var words = KeystreamWords(key: .init(data: [UInt8](repeating: 7, count: 32)), stream: 7, block: 0, chunkWords: 100_000)
+        let r = ZigguratTable.shared.edge[1]
+        let n = 1_000_000
+        var beyond = [4.0: 0, 5.0: 0, 6.0: 0, 7.0: 0]
+        for _ in 0..<n {
+            let z = GaussianSampler.tail(beyond: r, words: &words)
+            for t in beyond.keys where z > t { beyond[t]! += 1 }
+        }
+        for t in [4.0, 5.0, 6.0] {
+            let p = Self.upperTail(t) / Self.upperTail(r)
+            let sd = (Double(n) * p * (1 - p)).squareRoot()
+            #expect(abs(Double(beyond[t]!) - Double(n) * p) < 4 * sd, "beyond \(t)σ: \(beyond[t]!) vs \(Double(n) * p) ± \(sd)")
+        }
+        #expect(beyond[7]! <= 3)
+    }
+
+    /// No cap: uniforms keep full resolution near 0, so a run of zero keystream words reaches
+    /// 2⁻¹²⁹ (53-bit uniforms stop at 2⁻⁵³) and the tail reaches past 28σ (Box–Muller on 53-bit
+    /// uniforms: 8.57σ).
+    @Test func tailsAreNotCapped() {
+        var words = KeystreamWords(fixedWords: [0, 0, 1 << 63])
+        #expect(words.nextFullPrecisionUniform() == (0.5 + 0x1p-53) * 0x1p-128)
+        words = KeystreamWords(fixedWords: [0, 0, 1 << 63] + [UInt64](repeating: 0, count: 7) + [1 << 63])
+        let z = GaussianSampler.tail(beyond: ZigguratTable.shared.edge[1], words: &words)
+        #expect(z > 28, "tail draw \(z)")
+    }
+
+    /// Neighbouring draws are independent: (a − b)/√2 and (a + b)/√2 over 5·10⁵ disjoint pairs
+    /// both have variance 1 within 5·√(2/m); the lag-1 correlation is below 5/√n.
+    @Test func consecutiveDrawsAreIndependent() {
+        let draws = Self.draws
+        let pairs = draws.count / 2
+        var difference = 0.0, sum = 0.0
+        for i in 0..<pairs {
+            let a = draws[2 * i], b = draws[2 * i + 1]
+            difference += (a - b) * (a - b) / 2
+            sum += (a + b) * (a + b) / 2
+        }
+        let tolerance = 5 * (2 / Double(pairs)).squareRoot()
+        #expect(abs(difference / Double(pairs) - 1) < tolerance, "variance along (1, −1): \(difference / Double(pairs))")
+        #expect(abs(sum / Double(pairs) - 1) < tolerance, "variance along (1, 1): \(sum / Double(pairs))")
+        var lagProduct = 0.0
+        for i in 1..<draws.count { lagProduct += draws[i - 1] * draws[i] }
+        let correlation = lagProduct / Double(draws.count - 1)
+        #expect(abs(correlation) < 5 / Double(draws.count).squareRoot(), "lag-1 correlation \(correlation)")
+    }
+
+    /// Outputs lie on the grid λℤ (λ = 2^(⌊log₂ σ⌋ − 22)) whatever the input's low bits, and the
+    /// noise is (output − input) ≈ N(0, σ²).
+    @Test func outputsLieOnThePowerOfTwoGrid() {
+        var source = NoiseSource.seeded(3)
+        let inputs = (0..<20_000).map { Float($0) * 0.001 + 1e-7 }
+        var values = inputs
+        values.withUnsafeMutableBufferPointer { source.addGaussian(to: $0, standardDeviation: 0.7) }
+        let spacing = 0x1p-23  // 0.7 ∈ [2⁻¹, 2⁰)
+        #expect(values.allSatisfy { (Double($0) / spacing).rounded() == Double($0) / spacing })
+        let noise = zip(values, inputs).map { Double($0) - Double($1) }
+        let std = (noise.reduce(0) { $0 + $1 * $1 } / Double(noise.count)).squareRoot()
+        #expect(abs(std - 0.7) / 0.7 < 0.03, "std \(std)")  // 5 standard errors of 1/√(2n) ≈ 0.5 %
+    }
+
+    /// Same seed → same noise, whatever the thread count; secure sources differ; each call on a
+    /// source draws fresh noise.
+    @Test func seededNoiseIsReproducibleAcrossThreadCounts() {
+        func noise(_ source: inout NoiseSource, threads: Int, count: Int = 200_000) -> [Float] {
+            var values = [Float](repeating: 0, count: count)
+            values.withUnsafeMutableBufferPointer { source.addGaussian(to: $0, standardDeviation: 1, threads: threads) }
+            return values
+        }
+        var a = NoiseSource.seeded(5), b = NoiseSource.seeded(5)
+        let first = noise(&a, threads: 1)
+        #expect(first == noise(&b, threads: 3))
+        #expect(noise(&a, threads: 2) == noise(&b, threads: 1))
+        #expect(noise(&a, threads: 2) != first)
+        var c = NoiseSource.secure(), d = NoiseSource.secure()
+        #expect(noise(&c, threads: 2, count: 16) != noise(&d, threads: 2, count: 16))
+    }
+
+    /// The bits are ChaCha20's (RFC 8439 A.1, test vector #2: zero key, zero nonce, block counter
+    /// 1 — where ChaChaPoly's ciphertext starts, so streams are those of sealing zeros).
+    @Test func keystreamIsRFC8439ChaCha20() {
+        let words = NoiseSource.keystreamWords(key: .init(data: [UInt8](repeating: 0, count: 32)), stream: 0, index: 0, count: 4)
+        #expect(words == [0x7a38_5155_bee7_079f, 0x0d08_2d73_7c97_ba98, 0x6965_e348_a029_0fcb, 0xed7a_ee32_3e53_c612])
+    }
+
+    /// The strips close at the mode: the base edge solves to Marsaglia & Tsang's r =
+    /// 3.6541528853610088 and every strip has the base strip's area v.
+    @Test func zigguratStripsHaveEqualArea() {
+        let table = ZigguratTable.shared
+        #expect(abs(table.edge[1] - 3.6541528853610088) < 1e-9)
+        let area = table.edge[0] * table.height[1]
+        for i in 1..<ZigguratTable.strips {
+            let strip = table.edge[i] * (table.height[i + 1] - table.height[i])
+            #expect(abs(strip - area) / area < 1e-9, "strip \(i): \(strip) vs \(area)")
+        }
+    }
+
+    /// DP-SGD's entry point pays for the snapping: noise σ·(Δ + λ√d) on the grid λ of σΔ, so the
+    /// snapped mechanism is the Gaussian mechanism with multiplier σ at sensitivity Δ + λ√d.
+    @Test func theStepsNoiseCoversTheSnappingsSensitivity() {
+        for (sigma, sensitivity, d) in [(1.0, 1.0, 5_300_000), (0.6303, 2.5, 1_000), (3.0, 0.1, 124_000_000)] {
+            let grid = NoiseGrid(noiseMultiplier: sigma, sensitivity: sensitivity, coordinates: d)
+            let lambda = NoiseGrid.spacing(for: sigma * sensitivity)
+            #expect(grid.spacing == lambda)
+            let expected = sigma * (sensitivity + lambda * Double(d).squareRoot())
+            #expect(abs(grid.scale * grid.spacing - expected) <= 1e-15 * expected)
+            #expect(grid.scale * grid.spacing > sigma * sensitivity)
+        }
+        var source = NoiseSource.seeded(5)
+        var values = [Float](repeating: 0.1, count: 4096)
+        values.withUnsafeMutableBufferPointer { source.addGaussian(to: $0, noiseMultiplier: 1, sensitivity: 1) }
+        let lambda = NoiseGrid.spacing(for: 1)
+        #expect(values.allSatisfy { (Double($0) / lambda).rounded() == Double($0) / lambda }, "outputs on the grid")
+    }
+}
