@@ -75,6 +75,16 @@ import Testing
         }
     }
 
+    /// `noise_multiplier: 1e-9` trapped in the PRV accountant after step 1; now a typed error
+    /// before the run directory exists (issue 12 item 12).
+    @Test func aNoiseMultiplierTooSmallToAccountFailsBeforeTheRun() throws {
+        let workspace = try Workspace()
+        defer { try? FileManager.default.removeItem(at: workspace.directory) }
+        let recipe = try workspace.recipe(privacy: #"{"noise_multiplier": 1e-9, "accountant": "prv"}"#, output: "tiny")
+        #expect(throws: AccountingError.self) { try workspace.run(recipe) }
+        #expect(!FileManager.default.fileExists(atPath: workspace.directory.appendingPathComponent("tiny").path))
+    }
+
     @Test func targetEpsilonIsNeverExceeded() throws {
         let workspace = try Workspace()
         defer { try? FileManager.default.removeItem(at: workspace.directory) }

@@ -372,8 +372,12 @@ import Testing
         let neither = Self.error(try Self.minimal(with: "privacy", ["delta": 1e-6]))
         #expect(neither == .exclusiveKeys(file: "recipe.json", keyPath: "privacy", keys: ["target_epsilon", "noise_multiplier"],
                                           required: true, found: []))
-        // Zero noise is allowed (for debugging); it is still an explicit choice.
-        #expect(try Self.parse(Self.minimal(with: "privacy", ["noise_multiplier": 0])).privacy?.noiseMultiplier == 0)
+        // σ = 0 with privacy on would publish a ledger with ε = ∞: refused, naming the way to
+        // train without privacy (issue 12 item 4).
+        let zero = Self.error(try Self.minimal(with: "privacy", ["noise_multiplier": 0]))
+        #expect(zero?.description.contains("privacy.noise_multiplier") == true)
+        #expect(zero?.description.contains(#""privacy": null"#) == true, "\(String(describing: zero))")
+        #expect(try Self.parse(Self.minimal(with: "privacy", ["noise_multiplier": 1e-3])).privacy?.noiseMultiplier == 1e-3)
     }
 
     @Test func trainingTakesEpochsOrSteps() throws {

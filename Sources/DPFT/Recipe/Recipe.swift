@@ -280,7 +280,8 @@ extension Recipe {
             /// `"target_epsilon"` > 0: σ is calibrated so that the whole run spends this ε at
             /// `delta`.
             case targetEpsilon(Double)
-            /// `"noise_multiplier"` ≥ 0: σ as given (0 = no noise, ε unbounded; for debugging).
+            /// `"noise_multiplier"` > 0: σ as given (σ = 0 is refused: it spends ε = ∞; a run
+            /// without privacy says `"privacy": null`).
             case noiseMultiplier(Double)
         }
 

@@ -187,6 +187,11 @@ extension RecipeRunner {
         }
         switch privacy.noise {
         case .noiseMultiplier(let sigma):
+            // One step must be accountable before anything is written: a σ so small that the
+            // accountant cannot represent its loss fails here, not after the first step.
+            _ = try privacy.accountant.epsilon(
+                history: [MechanismSegment(noiseMultiplier: sigma, sampleRate: data.sampleRate, steps: 1)],
+                delta: privacy.delta)
             return budget(sigma)
         case .targetEpsilon(let target):
             progress.note("calibrating σ for ε = \(target) at δ = \(privacy.delta), q = \(String(format: "%.4g", data.sampleRate)), "
