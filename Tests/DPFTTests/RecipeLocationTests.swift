@@ -114,14 +114,15 @@ struct RecipeLocationTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let project = directory.standardizedFileURL.path + "/project"
         let location = try RecipeLocation.find("project/my.json", assets: Self.assets, currentDirectory: directory)
-        let recipe = try location.load(overrides: ["model.tokenizer=tok/t.model"], currentDirectory: directory)
+        let recipe = try location.load(overrides: ["model.tokenizer=tok/t.model"], extraPlugins: ["/opt/q.so", "lib/r.so"],
+                                       currentDirectory: directory)
         #expect(recipe.model.checkpoint == project + "/models/base.h5")
         #expect(recipe.model.tokenizer == directory.standardizedFileURL.path + "/tok/t.model")
         #expect(recipe.data.train == project + "/data/train.jsonl")
         #expect(recipe.data.eval == "/srv/eval.jsonl")
         #expect(recipe.privacy?.rules == project + "/rules.json")
         #expect(recipe.privacy?.groupingOptions["file"] == .string(project + "/rules.json"))
-        #expect(recipe.plugins == [project + "/lib/p.so"])
+        #expect(recipe.plugins == [project + "/lib/p.so", "/opt/q.so", directory.standardizedFileURL.path + "/lib/r.so"])
         #expect(recipe.output.directory == "runs/my")
         // A whole section set on the command line is the command line's too.
         let overridden = try location.load(overrides: [#"data={"train": "t.jsonl"}"#], currentDirectory: directory)

@@ -66,7 +66,7 @@ public struct RecipeLocation: Sendable, Equatable {
     public func load(overrides: [String] = [], extraPlugins: [String] = [],
                      currentDirectory: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)) throws -> Recipe {
         let recipe = try Recipe.load(from: file, overrides: overrides)
-        let commandLinePlugins = extraPlugins.map { currentDirectory.appendingPathComponent($0).standardizedFileURL.path }
+        let commandLinePlugins = extraPlugins.map { Self.absolutePath($0, against: currentDirectory) }
         func resolved(pathOptions: Set<String>) -> Recipe {
             var result = recipe.resolvingPaths(against: file.deletingLastPathComponent(), overrides: overrides,
                                                currentDirectory: currentDirectory, pathOptions: pathOptions)
@@ -79,6 +79,11 @@ public struct RecipeLocation: Sendable, Equatable {
         }
         let registry = try GroupingPluginLoader.registry(plugins: resolved(pathOptions: []).plugins)
         return resolved(pathOptions: Self.pathOptions(of: grouping, in: registry))
+    }
+
+    /// `path` when absolute (or empty), else `path` below `base`, without `.` and `..` parts.
+    static func absolutePath(_ path: String, against base: URL) -> String {
+        path.hasPrefix("/") || path.isEmpty ? path : base.appendingPathComponent(path).standardizedFileURL.path
     }
 
     /// The options of strategy `grouping` whose type is `.path` (e.g. `file` of `rules`); none
@@ -125,10 +130,8 @@ extension Recipe {
                                pathOptions: Set<String> = ["file"]) -> Recipe {
         let overridden = overrides.map { String($0.prefix { $0 != "=" }).trimmingCharacters(in: .whitespaces) }
         func resolve(_ path: String, keyPath: String) -> String {
-            if path.hasPrefix("/") || path.isEmpty { return path }
             let fromCommandLine = overridden.contains { keyPath == $0 || keyPath.hasPrefix($0 + ".") || keyPath.hasPrefix($0 + "[") }
-            let base = fromCommandLine ? currentDirectory : directory
-            return base.appendingPathComponent(path).standardizedFileURL.path
+            return RecipeLocation.absolutePath(path, against: fromCommandLine ? currentDirectory : directory)
         }
         var recipe = self
         recipe.model.checkpoint = resolve(model.checkpoint, keyPath: "model.checkpoint")
