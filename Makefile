@@ -4,8 +4,9 @@
 SWIFT ?= swift
 RELEASE_BIN = .build/release/dpft
 DEMO_DIR = runs/demo
+PREFIX ?= /usr/local
 
-.PHONY: deps build release test demo base-model moe-base smoke bench clean
+.PHONY: deps build release test demo base-model moe-base smoke bench install uninstall clean
 
 deps:
 	@tools/install-deps.sh
@@ -60,6 +61,15 @@ smoke: release
 bench: release
 	@tools/install-deps.sh time
 	benchmarks/run.sh
+
+# The release binary to PREFIX/bin, the built-in recipes, data, base models and tokenizer to
+# PREFIX/share/dpft, shell completions (bash, zsh, fish) under PREFIX/share (tools/install.sh).
+# `make install PREFIX=$$HOME/.local` needs no root.
+install: release
+	DESTDIR="$(DESTDIR)" tools/install.sh "$(PREFIX)" $(RELEASE_BIN)
+
+uninstall:
+	DESTDIR="$(DESTDIR)" tools/install.sh --uninstall "$(PREFIX)"
 
 clean:
 	rm -rf .build runs

@@ -64,7 +64,7 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
-        let loadedRecipe = try recipe.map { try Recipe.load(from: URL(fileURLWithPath: $0)) }
+        let loadedRecipe = try recipe.map { try RecipeLocation.find($0, assets: Assets.located()).load() }
         guard let checkpointPath = checkpoint ?? loadedRecipe?.model.checkpoint else {
             throw ValidationError("give a checkpoint, or --recipe")
         }

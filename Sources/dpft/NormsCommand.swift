@@ -65,7 +65,7 @@ struct NormsCommand: ParsableCommand {
     func run() throws {
         guard examples > 0 else { throw ValidationError("--examples must be positive") }
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
-        let loadedRecipe = try recipe.map { try Recipe.load(from: URL(fileURLWithPath: $0)) }
+        let loadedRecipe = try recipe.map { try RecipeLocation.find($0, assets: Assets.located()).load() }
         let registry = try plugins.registry(recipePlugins: loadedRecipe?.plugins ?? [])
         guard let checkpoint = checkpoint ?? loadedRecipe?.model.checkpoint else {
             throw ValidationError("give a checkpoint, or --recipe")

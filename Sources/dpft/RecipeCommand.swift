@@ -10,10 +10,13 @@ struct RecipeCommand: ParsableCommand {
             Prints the resolved recipe, trains with DP-SGD (book-keeping, group-wise clipping, \
             Poisson sampling, calibrated noise), writes checkpoints with their privacy ledger to \
             output.directory (step-N.h5, final.h5, metrics.jsonl, recipe.json) and stops before \
-            the privacy budget would be exceeded. Recipes to copy are in recipes/.
+            the privacy budget would be exceeded. A file RECIPE wins; else RECIPE (or RECIPE.json) \
+            names a built-in recipe (`dpft recipes list`, `dpft recipes copy NAME`). Paths in a \
+            recipe are relative to the recipe file's folder, paths in --set to the current \
+            directory; output.directory is relative to the current directory.
             """)
 
-    @Argument(help: "The recipe (JSON).")
+    @Argument(help: "The recipe: a JSON file, or the name of a built-in recipe (`dpft recipes list`).")
     var recipe: String
 
     @Option(name: .customLong("set"), help: "Override one key, e.g. --set training.epochs=2 (repeatable).")
@@ -25,9 +28,12 @@ struct RecipeCommand: ParsableCommand {
     @OptionGroup var plugins: PluginOptions
 
     func run() throws {
-        var loaded = try Recipe.load(from: URL(fileURLWithPath: recipe), overrides: overrides)
+        let location = try RecipeLocation.find(recipe, assets: Assets.located())
+        FileHandle.standardOutput.write(Data((location.summary + "\n").utf8))  // before the runner's unbuffered lines
         // --plugin adds to the recipe's "plugins", so the resolved recipe and its hash name them.
-        for path in plugins.paths where !loaded.plugins.contains(path) { loaded.plugins.append(path) }
+        let loaded = try location.load(overrides: overrides, extraPlugins: plugins.paths)
+        try loaded.checkInputsExist(original: try Recipe.load(from: location.file, overrides: overrides),
+                                    source: location.file.relativePath)
         let runner = RecipeRunner(recipe: loaded, resume: resume, interactive: isatty(STDOUT_FILENO) != 0) { line in
             // unbuffered, so progress lines reach a log file as they happen
             FileHandle.standardOutput.write(Data((line + "\n").utf8))

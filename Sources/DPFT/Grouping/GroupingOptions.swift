@@ -14,7 +14,8 @@ public enum GroupingOptionType: Sendable, Equatable, CustomStringConvertible {
     case boolean
     /// One of the listed strings.
     case choice([String])
-    /// A file path (a string), relative to the working directory.
+    /// A file path (a string), relative to the working directory (in a recipe: to the recipe
+    /// file's folder, see `RecipeLocation`).
     case path
     /// An object mapping group names to positive numbers, e.g. `{"attention": 0.8}`.
     case thresholds
