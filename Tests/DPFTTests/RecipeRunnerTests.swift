@@ -85,6 +85,28 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: workspace.directory.appendingPathComponent("tiny").path))
     }
 
+    /// δ ≥ 1/N and an eval file that is the train file are refused before anything is written;
+    /// eval examples that also occur in the training data are counted in a warning (issue 12
+    /// item 8). The workspace's eval lines repeat training lines, so all 6 overlap.
+    @Test func heldOutDataAndDeltaAreChecked() throws {
+        let workspace = try Workspace()
+        defer { try? FileManager.default.removeItem(at: workspace.directory) }
+        let loose = try workspace.recipe(privacy: #"{"noise_multiplier": 1.1, "delta": 0.02}"#, output: "loose")
+        let error = #expect(throws: RunError.self) { try workspace.run(loose) }
+        #expect(error == .deltaNotBelowOneOverN(delta: 0.02, examples: 60))
+        #expect(error?.description.contains("1e-03") == true, "\(String(describing: error))")
+        #expect(!FileManager.default.fileExists(atPath: workspace.directory.appendingPathComponent("loose").path))
+        let same = try workspace.recipe(output: "same")
+        #expect(throws: RunError.evalIsTrainData(path: workspace.train)) {
+            try workspace.run(same, overrides: ["data.eval=\(workspace.train)"])
+        }
+        final class Lines: @unchecked Sendable { var all: [String] = [] }
+        let lines = Lines()
+        let overlapping = try workspace.recipe(output: "overlap")
+        _ = try RecipeRunner(recipe: try Recipe.load(from: overlapping), resume: false) { lines.all.append($0) }.run()
+        #expect(lines.all.contains("warning: 6 of 6 eval examples also occur in the training data; their eval scores are not held out"))
+    }
+
     @Test func targetEpsilonIsNeverExceeded() throws {
         let workspace = try Workspace()
         defer { try? FileManager.default.removeItem(at: workspace.directory) }

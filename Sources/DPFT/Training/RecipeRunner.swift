@@ -3,6 +3,8 @@ import Foundation
 /// Errors of a training run that are not errors of one input file.
 public enum RunError: Error, CustomStringConvertible, Equatable {
     case batchLargerThanData(batchSize: Int, examples: Int)
+    case deltaNotBelowOneOverN(delta: Double, examples: Int)
+    case evalIsTrainData(path: String)
     case nothingToResume(directory: String)
     case recipeChanged(directory: String, was: String, now: String)
     case budgetExhausted(epsilon: Double, target: Double)
@@ -11,6 +13,10 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         switch self {
+        case .deltaNotBelowOneOverN(let delta, let examples):
+            return "privacy.delta = \(delta) is not below 1/N = \(String(format: "%.3g", 1 / Double(examples))) (N = \(examples) training examples): a δ that large lets a mechanism publish one example outright. Choose δ well below 1/N, e.g. \(String(format: "%.0e", Self.suggestedDelta(examples)))."
+        case .evalIsTrainData(let path):
+            return "data.eval is the training file (\(path)): evaluating on the training data measures nothing held out. Give a separate eval file, or null for none."
         case .batchLargerThanData(let batchSize, let examples):
             return "training.batch_size = \(batchSize) exceeds the \(examples) training examples; lower it (q = batch_size / examples must be ≤ 1)."
         case .nothingToResume(let directory):
@@ -24,6 +30,11 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
         case .cannotCreateDirectory(let path, let reason):
             return "\(path): cannot create the run directory: \(reason)."
         }
+    }
+
+    /// A power of ten at most 1/(10·N).
+    static func suggestedDelta(_ examples: Int) -> Double {
+        pow(10, (log10(1 / (10 * Double(max(examples, 1))))).rounded(.down))
     }
 }
 

@@ -114,16 +114,23 @@ extension RecipeRunner {
     /// positions)), then derives q = batch_size / N and the planned steps.
     func setupData(tokenizer: Tokenizer, config: ModelConfig) throws -> RunData {
         let data = recipe.data, training = recipe.training
+        if let eval = data.eval, Self.sameFile(eval, data.train) { throw RunError.evalIsTrainData(path: eval) }
         let encoder = try data.exampleEncoder(tokenizer: tokenizer, maxPositions: config.maxPositions)
         let train = try TrainingData.load(path: data.train, recipe: data, encoder: encoder)
         log(train.summary(path: data.train))
         let evaluation = try data.eval.map {
             try TrainingData.load(path: $0, recipe: data, encoder: encoder, limit: training.evalExamples)
         }
-        if let evaluation, let path = data.eval { log(evaluation.summary(path: path)) }
+        if let evaluation, let path = data.eval {
+            log(evaluation.summary(path: path))
+            warnAboutOverlap(evaluation: evaluation.examples, train: train.examples)
+        }
 
         let N = train.examples.count
         guard training.batchSize <= N else { throw RunError.batchLargerThanData(batchSize: training.batchSize, examples: N) }
+        if let delta = recipe.privacy?.delta, delta >= 1 / Double(N) {
+            throw RunError.deltaNotBelowOneOverN(delta: delta, examples: N)
+        }
         let plannedSteps: Int
         switch training.length {
         case .steps(let steps): plannedSteps = steps
@@ -132,6 +139,25 @@ extension RecipeRunner {
         }
         return RunData(encoder: encoder, train: train, evaluation: evaluation,
                        sampleRate: Double(training.batchSize) / Double(N), plannedSteps: plannedSteps)
+    }
+
+    /// Whether two paths name one file (symbolic links and `..` resolved).
+    static func sameFile(_ a: String, _ b: String) -> Bool {
+        func canonical(_ path: String) -> String {
+            URL(fileURLWithPath: path).resolvingSymlinksInPath().standardizedFileURL.path
+        }
+        return canonical(a) == canonical(b)
+    }
+
+    /// Eval examples whose tokens equal a training example's are not held out: their eval loss
+    /// and accuracy flatter the model. Counted and reported, not refused (small data sets share
+    /// short examples honestly).
+    private func warnAboutOverlap(evaluation: [TokenizedExample], train: [TokenizedExample]) {
+        let seen = Set(train.map(\.ids))
+        let shared = evaluation.filter { seen.contains($0.ids) }.count
+        guard shared > 0 else { return }
+        log("warning: \(shared) of \(evaluation.count) eval examples also occur in the training data; "
+            + "their eval scores are not held out")
     }
 
     /// The model from `checkpoint` (the base, or the resumed step), sized for the longest
