@@ -26,6 +26,7 @@ struct InitCommand: ParsableCommand {
 
     func run() throws {
         let modelConfig = try ModelConfig(contentsOf: URL(fileURLWithPath: config))
+        try modelConfig.checkParametersFitInMemory(source: config)
         var checkpoint = Checkpoint.initialized(config: modelConfig, seed: seed)
         if let tokenizer {
             let model = try Tokenizer(contentsOf: URL(fileURLWithPath: tokenizer))

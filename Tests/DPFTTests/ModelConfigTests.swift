@@ -41,3 +41,27 @@ import Testing
         #expect(error?.description == "c.json: `rope_parameters` = [1] is invalid: expected an object.")
     }
 }
+
+/// `dpft init` on a config whose parameters cannot fit aborted in the allocator; the size is
+/// now checked before anything is allocated (issue 12 item 12).
+@Suite struct ModelSizeTests {
+    static let huge = #"{"model_type":"gpt2","vocab_size":16777216,"n_embd":16777216,"n_layer":2,"n_head":1,"n_positions":128}"#
+
+    @Test func aModelLargerThanMemoryIsRefusedBeforeAllocating() throws {
+        let config = try ModelConfig(json: Data(Self.huge.utf8), source: "huge.json")
+        #expect(try #require(config.parameterCount) > 1 << 48)
+        let error = #expect(throws: ConfigError.self) { try config.checkParametersFitInMemory(source: "huge.json") }
+        guard case .modelTooLarge(let source, _, _, _)? = error else { Issue.record("\(String(describing: error))"); return }
+        #expect(source == "huge.json")
+        #expect(error?.description.contains("GiB") == true && error?.description.contains("vocab_size") == true)
+    }
+
+    @Test func aSmallModelFitsAndTheLimitIsTheMachinesMemory() throws {
+        let config = try ModelConfig(json: Data(#"{"model_type":"gpt2","vocab_size":256,"n_embd":64,"n_layer":2,"n_head":2,"n_positions":128}"#.utf8),
+                                     source: "small.json")
+        try config.checkParametersFitInMemory(source: "small.json")
+        let bytes = UInt64(try #require(config.parameterCount)) * 4
+        try config.checkParametersFitInMemory(source: "small.json", availableBytes: bytes)
+        #expect(throws: ConfigError.self) { try config.checkParametersFitInMemory(source: "small.json", availableBytes: bytes - 1) }
+    }
+}

@@ -191,6 +191,7 @@ public struct Checkpoint {
             throw CheckpointError.missingAttribute(path: path, name: "config")
         }
         let config = try ModelConfig(json: Data(configText.utf8), source: "\(path) (attribute `config`)")
+        try config.checkParametersFitInMemory(source: "\(path) (attribute `config`)")
         if let modelType = try file.attribute("model_type"), modelType.stringValue != config.modelType.rawValue {
             throw CheckpointError.invalidAttribute(path: path, name: "model_type", found: "\(modelType)",
                                                    expected: "\"\(config.modelType.rawValue)\" as in its config")

@@ -11,6 +11,8 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
     case invalidValue(source: String, key: String, value: String, reason: String)
     /// Not JSON (or a duplicate key, …): the parser's error names the line and column.
     case invalidJSON(JSONParseError)
+    /// The parameters alone (float32) need more memory than the machine has.
+    case modelTooLarge(source: String, parameters: String, bytes: String, available: String)
 
     public var description: String {
         switch self {
@@ -24,6 +26,8 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
             return "\(source): `\(key)` = \(value) is invalid: \(reason)."
         case .invalidJSON(let error):
             return "\(error). A config.json must be one strict JSON object (no duplicate keys, comments or trailing commas)."
+        case .modelTooLarge(let source, let parameters, let bytes, let available):
+            return "\(source): the model has \(parameters) parameters, \(bytes) as float32 before any gradient or activation, but this machine has \(available) of memory. Choose smaller vocab_size, hidden size, intermediate size or layer count."
         }
     }
 }
@@ -135,5 +139,37 @@ public struct ModelConfig: Sendable, Equatable {
         if resolved["architectures"] == nil { resolved["architectures"] = [.string(F.architecture)] }
         config.json = JSONValue.object(resolved).text(.pretty())
         return config
+    }
+}
+
+extension ModelConfig {
+    /// The number of parameter scalars, or nil when it overflows `Int`.
+    public var parameterCount: Int? {
+        var total = 0
+        for spec in parameterSpecs {
+            var count = 1
+            for dimension in spec.shape {
+                let (product, overflow) = count.multipliedReportingOverflow(by: dimension)
+                if overflow { return nil }
+                count = product
+            }
+            let (sum, overflow) = total.addingReportingOverflow(count)
+            if overflow { return nil }
+            total = sum
+        }
+        return total
+    }
+
+    /// Refuses a model whose float32 parameters alone exceed the machine's physical memory,
+    /// before anything is allocated (an allocation that large aborts the process instead of
+    /// throwing). `source` names the config in the message.
+    public func checkParametersFitInMemory(source: String,
+                                           availableBytes: UInt64 = ProcessInfo.processInfo.physicalMemory) throws {
+        let available = Double(availableBytes)
+        let bytes = parameterCount.map { Double($0) * 4 } ?? .infinity
+        guard bytes > available else { return }
+        func gib(_ value: Double) -> String { value.isFinite ? String(format: "%.3g GiB", value / 1_073_741_824) : "more than 2^63 bytes" }
+        throw ConfigError.modelTooLarge(source: source, parameters: parameterCount.map(String.init) ?? "more than 2^63",
+                                        bytes: gib(bytes), available: gib(available))
     }
 }
