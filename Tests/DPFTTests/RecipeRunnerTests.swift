@@ -107,6 +107,33 @@ import Testing
         #expect(lines.all.contains("warning: 6 of 6 eval examples also occur in the training data; their eval scores are not held out"))
     }
 
+    /// A run killed after logging steps past its last checkpoint logged them again on resume
+    /// (seen: steps 11–15 twice); metrics.jsonl now holds each step exactly once (issue 12
+    /// item 11).
+    @Test func resumeLogsEachStepOnce() throws {
+        let workspace = try Workspace()
+        defer { try? FileManager.default.removeItem(at: workspace.directory) }
+        func steps(_ run: URL) throws -> [String] {
+            let text = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+            return try text.split(separator: "\n").map { line in
+                let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                // a step's line has its loss; an evaluation's line its eval
+                return "\(try #require(object["step"] as? Int))\(object["loss"] != nil ? "" : " eval")"
+            }
+        }
+        _ = try workspace.run(try workspace.recipe(output: "whole"))
+        let recipe = try workspace.recipe(output: "metrics")
+        _ = try workspace.run(recipe)
+        let run = workspace.directory.appendingPathComponent("metrics")
+        // As if killed after logging step 6 but before its checkpoint: resume from step 3.
+        try FileManager.default.removeItem(at: run.appendingPathComponent("step-6.h5"))
+        try FileManager.default.removeItem(at: run.appendingPathComponent("final.h5"))
+        _ = try workspace.run(recipe, resume: true)
+        let uninterrupted = try steps(workspace.directory.appendingPathComponent("whole"))
+        #expect(uninterrupted.filter { !$0.hasSuffix("eval") } == ["1", "2", "3", "4", "5", "6"], "\(uninterrupted)")
+        #expect(try steps(run) == uninterrupted)
+    }
+
     @Test func targetEpsilonIsNeverExceeded() throws {
         let workspace = try Workspace()
         defer { try? FileManager.default.removeItem(at: workspace.directory) }

@@ -85,7 +85,7 @@ public final class RecipeRunner {
         let model = try setupModel(checkpoint: resumed?.checkpoint ?? base, adapter: adapter, data: data)
         let privacy = try setupPrivacy(registry: registry, model: model, data: data, resumed: resumed)
         let (optimizer, schedule) = try setupOptimizer(model: model, resumed: resumed)
-        let directory = try RunDirectory(recipe: recipe, resume: resume)
+        let directory = try RunDirectory(recipe: recipe, resumedStep: resumed?.state.step)
         return try train(PreparedRun(recipeHash: recipeHash, base: base, data: data, model: model, privacy: privacy,
                                      optimizer: optimizer, schedule: schedule, directory: directory,
                                      resumed: resumed?.state))

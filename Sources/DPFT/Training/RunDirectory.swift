@@ -7,8 +7,9 @@ struct RunDirectory {
     let metrics: MetricsWriter
 
     /// Creates the directory and writes `recipe.json`; a fresh run starts `metrics.jsonl`
-    /// anew, a resumed one appends to it.
-    init(recipe: Recipe, resume: Bool) throws {
+    /// anew, a run resumed from step `resumedStep` keeps its lines up to that step (a run killed
+    /// after logging steps past its last checkpoint redoes them) and appends.
+    init(recipe: Recipe, resumedStep: Int?) throws {
         url = URL(fileURLWithPath: recipe.output.directory)
         do {
             try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
@@ -17,8 +18,26 @@ struct RunDirectory {
         }
         try writeAtomically(to: url.appendingPathComponent("recipe.json")) { try Data(recipe.resolvedJSON.utf8).write(to: $0) }
         let metricsURL = url.appendingPathComponent("metrics.jsonl")
-        if !resume { try? FileManager.default.removeItem(at: metricsURL) }
+        if let resumedStep {
+            try Self.truncateMetrics(at: metricsURL, after: resumedStep)
+        } else {
+            try? FileManager.default.removeItem(at: metricsURL)
+        }
         metrics = try MetricsWriter(url: metricsURL)
+    }
+
+    /// Rewrites metrics.jsonl (atomically) without the lines of steps after `step`, so that
+    /// every step appears once after a resume. Lines that are not a JSON object with an
+    /// integer "step" are kept as they are.
+    static func truncateMetrics(at url: URL, after step: Int) throws {
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else { return }
+        let kept = text.split(separator: "\n", omittingEmptySubsequences: true).filter { line in
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let lineStep = object["step"] as? Int else { return true }
+            return lineStep <= step
+        }
+        let rewritten = kept.map { $0 + "\n" }.joined()
+        try writeAtomically(to: url) { try Data(rewritten.utf8).write(to: $0) }
     }
 
     /// Checkpoints `step-N.h5` in `directory`, by step.
