@@ -31,9 +31,7 @@ struct RecipeCommand: ParsableCommand {
         let location = try RecipeLocation.find(recipe, assets: Assets.located())
         FileHandle.standardOutput.write(Data((location.summary + "\n").utf8))  // before the runner's unbuffered lines
         // --plugin adds to the recipe's "plugins", so the resolved recipe and its hash name them.
-        let loaded = try location.load(overrides: overrides, extraPlugins: plugins.paths)
-        try loaded.checkInputsExist(original: try Recipe.load(from: location.file, overrides: overrides),
-                                    source: location.file.relativePath)
+        let loaded = try location.loadCheckingInputs(overrides: overrides, extraPlugins: plugins.paths)
         let runner = RecipeRunner(recipe: loaded, resume: resume, interactive: isatty(STDOUT_FILENO) != 0) { line in
             // unbuffered, so progress lines reach a log file as they happen
             FileHandle.standardOutput.write(Data((line + "\n").utf8))

@@ -65,6 +65,23 @@ public struct RecipeLocation: Sendable, Equatable {
     /// learn which of its options are paths.
     public func load(overrides: [String] = [], extraPlugins: [String] = [],
                      currentDirectory: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)) throws -> Recipe {
+        try loaded(overrides: overrides, extraPlugins: extraPlugins, currentDirectory: currentDirectory).resolved
+    }
+
+    /// `load`, then checks that every input file exists (`Recipe.checkInputsExist`, quoting
+    /// each path as the recipe file wrote it): what `dpft recipe` runs. The file is read once.
+    public func loadCheckingInputs(overrides: [String] = [], extraPlugins: [String] = [],
+                                   currentDirectory: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)) throws -> Recipe {
+        let result = try loaded(overrides: overrides, extraPlugins: extraPlugins, currentDirectory: currentDirectory)
+        try result.resolved.checkInputsExist(original: result.original, source: file.relativePath,
+                                             pathOptions: result.pathOptions)
+        return result.resolved
+    }
+
+    /// The recipe as written (with `overrides`), the same with its paths resolved, and the
+    /// grouping strategy's path options used for both.
+    private func loaded(overrides: [String], extraPlugins: [String],
+                        currentDirectory: URL) throws -> (original: Recipe, resolved: Recipe, pathOptions: Set<String>) {
         let recipe = try Recipe.load(from: file, overrides: overrides)
         let commandLinePlugins = extraPlugins.map { Self.absolutePath($0, against: currentDirectory) }
         func resolved(pathOptions: Set<String>) -> Recipe {
@@ -74,11 +91,14 @@ public struct RecipeLocation: Sendable, Equatable {
             return result
         }
         let builtIn = GroupingRegistry.builtIn
-        guard let grouping = recipe.privacy?.grouping, !builtIn.names.contains(grouping) else {
-            return resolved(pathOptions: Self.pathOptions(of: recipe.privacy?.grouping, in: builtIn))
+        let pathOptions: Set<String>
+        if let grouping = recipe.privacy?.grouping, !builtIn.names.contains(grouping) {
+            let registry = try GroupingPluginLoader.registry(plugins: resolved(pathOptions: []).plugins)
+            pathOptions = Self.pathOptions(of: grouping, in: registry)
+        } else {
+            pathOptions = Self.pathOptions(of: recipe.privacy?.grouping, in: builtIn)
         }
-        let registry = try GroupingPluginLoader.registry(plugins: resolved(pathOptions: []).plugins)
-        return resolved(pathOptions: Self.pathOptions(of: grouping, in: registry))
+        return (recipe, resolved(pathOptions: pathOptions), pathOptions)
     }
 
     /// `path` when absolute (or empty), else `path` below `base`, without `.` and `..` parts.
