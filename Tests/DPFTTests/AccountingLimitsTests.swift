@@ -44,7 +44,7 @@ import Testing
         #expect(prv.epsilon.isFinite && prv.epsilon > 0)
         #expect(prv.epsilon <= rdp.epsilon, "σ = \(sigma): PRV \(prv.epsilon) above RDP \(rdp.epsilon)")
         #expect(try #require(prv.epsilonLower) <= prv.epsilon)
-        let exact = exactGaussianEpsilon(sigma: sigma, delta: 1e-5)
+        let exact = gaussianMechanismEpsilon(sigma: sigma, delta: 1e-5)
         #expect(prv.epsilon >= exact * (1 - 1e-9), "σ = \(sigma): PRV \(prv.epsilon) below the exact \(exact)")
         #expect(prv.epsilon <= exact * 1.01, "σ = \(sigma): PRV \(prv.epsilon) vs exact \(exact)")
     }
@@ -65,21 +65,4 @@ import Testing
                     "\(accountant) target \(target): σ = \(calibration.noiseMultiplier), ε = \(calibration.spent.epsilon)")
         }
     }
-}
-
-/// ε of the Gaussian mechanism (sensitivity 1, noise σ) at δ, exactly (Balle & Wang 2018,
-/// Thm 8), by bisection on δ(ε) = Φ(1/(2σ) − εσ) − e^ε Φ(−1/(2σ) − εσ), evaluated in log space
-/// so that large ε (small σ) does not overflow.
-private func exactGaussianEpsilon(sigma: Double, delta: Double) -> Double {
-    func deltaAt(_ epsilon: Double) -> Double {
-        let first = logNormalSurvival(-(1 / (2 * sigma) - epsilon * sigma))
-        let second = epsilon + logNormalSurvival(1 / (2 * sigma) + epsilon * sigma)
-        return exp(first) - exp(second)
-    }
-    var low = 0.0, high = 10_000.0
-    for _ in 0..<200 {
-        let middle = 0.5 * (low + high)
-        if deltaAt(middle) > delta { low = middle } else { high = middle }
-    }
-    return high
 }

@@ -3,12 +3,15 @@ import Testing
 @testable import DPFT
 
 /// ε of the Gaussian mechanism with sensitivity 1 and noise σ at δ, exactly (Balle & Wang 2018,
-/// Thm 8): δ(ε) = Φ(1/(2σ) − εσ) − e^ε Φ(−1/(2σ) − εσ), solved for ε by bisection.
-private func gaussianMechanismEpsilon(sigma: Double, delta: Double) -> Double {
+/// Thm 8): δ(ε) = Φ(1/(2σ) − εσ) − e^ε Φ(−1/(2σ) − εσ), solved for ε by bisection. Both terms
+/// are evaluated in log space, so that the large ε of small σ (hundreds) does not overflow e^ε.
+func gaussianMechanismEpsilon(sigma: Double, delta: Double) -> Double {
     func deltaAt(_ epsilon: Double) -> Double {
-        normalCDF(1 / (2 * sigma) - epsilon * sigma) - exp(epsilon) * normalCDF(-1 / (2 * sigma) - epsilon * sigma)
+        let first = logNormalSurvival(-(1 / (2 * sigma) - epsilon * sigma))
+        let second = epsilon + logNormalSurvival(1 / (2 * sigma) + epsilon * sigma)
+        return exp(first) - exp(second)
     }
-    var low = 0.0, high = 200.0
+    var low = 0.0, high = 10_000.0
     for _ in 0..<200 {
         let middle = 0.5 * (low + high)
         if deltaAt(middle) > delta { low = middle } else { high = middle }
