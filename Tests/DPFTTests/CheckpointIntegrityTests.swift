@@ -45,7 +45,7 @@ import Testing
 
     /// Checkpoints written before checksums (the shipped base model) still load.
     @Test func checkpointsWithoutChecksumsStillLoad() throws {
-        let base = try Checkpoint.read(from: Fixtures.directory.appendingPathComponent("../../../checkpoints/base.h5").standardized)
+        let base = try Checkpoint.read(from: Fixtures.repository.appendingPathComponent("checkpoints/base.h5"))
         #expect(!base.tensors.isEmpty)
     }
 

@@ -6,8 +6,7 @@ import Testing
 /// compiles DPFT and its dependencies again, a few minutes on 2 cores; later runs reuse the
 /// scratch directory `.build/plugin-example` and take seconds).
 enum ExamplePlugin {
-    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent()
+    static let repository = Fixtures.repository
     static let package = repository.appendingPathComponent("Examples/GroupingPlugin")
     static let scratch = repository.appendingPathComponent(".build/plugin-example")
 

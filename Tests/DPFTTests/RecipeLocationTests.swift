@@ -4,8 +4,7 @@ import Testing
 
 /// Which file `dpft recipe ARGUMENT` means, and how the paths inside a recipe resolve.
 struct RecipeLocationTests {
-    static let repository = Fixtures.directory.deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
+    static let repository = Fixtures.repository
     static let assets = Assets(root: repository)
 
     /// A scratch directory holding `files` (relative path → text).

@@ -7,6 +7,10 @@ enum Fixtures {
     static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("Fixtures")
 
+    /// The repository root (three folders above this file).
+    static let repository = directory.deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
     static func url(_ relativePath: String) -> URL {
         directory.appendingPathComponent(relativePath)
     }
