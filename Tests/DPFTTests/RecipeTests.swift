@@ -578,6 +578,19 @@ import Testing
         #expect(d.hash != a.hash && d.hash != c.hash)
     }
 
+    /// The ledger publishes the hash: it must not depend on the noise seed's value (a guessable
+    /// seed could be found by hashing candidates), only on whether the run is seeded.
+    @Test func hashDoesNotDependOnTheNoiseSeed() throws {
+        let unseeded = try Self.parse(Self.minimal)
+        let seeded = try Self.parse(Self.minimal, ["privacy.noise_seed=123456789"])
+        let otherSeed = try Self.parse(Self.minimal, ["privacy.noise_seed=987654321"])
+        #expect(seeded.hash == otherSeed.hash)
+        #expect(seeded.hash != unseeded.hash)
+        #expect(seeded.resolvedJSON.contains("123456789"))  // the run directory's copy keeps it
+        let digest = SHA256.hash(data: Data(seeded.resolvedJSON.utf8)).map { String(format: "%02x", $0) }.joined()
+        #expect(seeded.hash != digest)
+    }
+
     // MARK: Suggestions
 
     @Test func editDistanceCountsSwapsAsOneEdit() {

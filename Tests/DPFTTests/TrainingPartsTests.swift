@@ -57,14 +57,14 @@ import Testing
         budget.recordStep()
         #expect(budget.history == [MechanismSegment(noiseMultiplier: 1.0, sampleRate: 0.01, steps: 2)])
         #expect(budget.stepsTaken == 2)
-        let fits = try #require(try budget.stopBeforeExceedingTarget())
+        let fits = try #require(try budget.stopBeforeExceedingTarget(atStep: 2))
         #expect(budget.totalSteps == 2 + fits && budget.totalSteps > 100 && budget.totalSteps < 1000, "ε(100) ≈ 1.2, ε(1000) ≈ 2.1")
         func epsilon(_ steps: Int) throws -> Double {
             try Accountant.rdp.epsilon(history: [MechanismSegment(noiseMultiplier: 1, sampleRate: 0.01, steps: steps)],
                                        delta: 1e-5).epsilon
         }
         #expect(try epsilon(budget.totalSteps) <= 2.0 && epsilon(budget.totalSteps + 1) > 2.0)
-        #expect(try budget.stopBeforeExceedingTarget() == nil, "a second call changes nothing")
+        #expect(try budget.stopBeforeExceedingTarget(atStep: 2) == nil, "a second call changes nothing")
         let noiseless = PrivacyBudget(accountant: .prv, delta: 1e-5, targetEpsilon: nil, noiseMultiplier: 0,
                                       sampleRate: 0.1, plannedSteps: 3)
         #expect(try noiseless.spent() == nil, "σ = 0: ε is unbounded")

@@ -51,16 +51,19 @@ public struct PrivacyBudget: Sendable {
         }
     }
 
-    /// Stops the run before the target ε would be exceeded: when fewer than the remaining
-    /// steps fit, lowers `totalSteps` and returns how many more steps fit (nil when all do, or
-    /// when there is no target or no noise).
-    public mutating func stopBeforeExceedingTarget() throws -> Int? {
+    /// Stops the run before the target ε would be exceeded: when fewer than the steps from
+    /// `step` (the run's current step) to `totalSteps` fit on top of the history, lowers
+    /// `totalSteps` to `step` plus those that fit and returns how many fit (nil when all do, or
+    /// when there is no target or no noise). The history may hold more steps than `step` (a
+    /// resumed history that spent more than its run's steps); what fits is counted on top of
+    /// all of it.
+    public mutating func stopBeforeExceedingTarget(atStep step: Int) throws -> Int? {
         guard let targetEpsilon, noiseMultiplier > 0 else { return nil }
-        let done = stepsTaken
+        let remaining = max(totalSteps - step, 0)
         let fits = try accountant.maxSteps(epsilonBudget: targetEpsilon, delta: delta, noiseMultiplier: noiseMultiplier,
-                                           sampleRate: sampleRate, history: history, limit: totalSteps - done + 1)
-        guard done + fits < totalSteps else { return nil }
-        totalSteps = done + fits
+                                           sampleRate: sampleRate, history: history, limit: remaining + 1)
+        guard fits < remaining else { return nil }
+        totalSteps = step + fits
         return fits
     }
 }

@@ -99,9 +99,15 @@ public struct Recipe: Sendable, Equatable {
         RecipeResolution.resolvedJSON(of: self).text(.pretty(indent: 2, inlineArrayWidth: 72))
     }
 
-    /// SHA-256 of `resolvedJSON` (UTF-8), as 64 lowercase hex digits.
+    /// SHA-256 of `resolvedJSON` (UTF-8) with a set `privacy.noise_seed` replaced by 0, as 64
+    /// lowercase hex digits. The ledger publishes the hash, and a hash over a guessable seed
+    /// would give the seed away to anyone trying seeds, so it depends only on whether the run
+    /// is seeded, not on the seed. A `--resume` with another seed is therefore not caught:
+    /// nothing the run writes could catch it without recording something derived from the seed.
     public var hash: String {
-        SHA256.hash(data: Data(resolvedJSON.utf8)).map { byte in
+        var masked = self
+        if masked.privacy?.noiseSeed != nil { masked.privacy!.noiseSeed = 0 }
+        return SHA256.hash(data: Data(masked.resolvedJSON.utf8)).map { byte in
             let hex = String(byte, radix: 16)
             return byte < 16 ? "0" + hex : hex
         }.joined()

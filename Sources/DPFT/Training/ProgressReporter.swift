@@ -33,14 +33,17 @@ final class ProgressReporter {
         log(text)
     }
 
-    func update(step: Int, loss: Double, epsilon: Double?, tokens batchTokens: Int) {
+    /// `epsilon` is the latest ε computed and the step it belongs to (named when not `step`).
+    func update(step: Int, loss: Double, epsilon: (step: Int, epsilon: Double)?, tokens batchTokens: Int) {
         tokens += batchTokens
         let elapsed = Date().timeIntervalSince(startTime)
         let done = step - startStep
         let rate = elapsed > 0 ? Double(tokens) / elapsed : 0
         let remaining = done > 0 ? elapsed / Double(done) * Double(total - step) : 0
         var text = "step \(step)/\(total)  loss \(loss.isFinite ? String(format: "%.4f", loss) : "—")"
-        if let epsilon { text += String(format: "  ε %.3f", epsilon) }
+        if let epsilon {
+            text += String(format: "  ε %.3f", epsilon.epsilon) + (epsilon.step == step ? "" : " (step \(epsilon.step))")
+        }
         text += String(format: "  %.0f tok/s  ETA %@", rate, Self.duration(remaining))
         if interactive {
             let width = 20, filled = total > 0 ? width * step / total : width

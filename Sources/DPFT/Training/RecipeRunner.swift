@@ -10,6 +10,8 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
     case budgetExhausted(epsilon: Double, target: Double)
     case noTrainableTensorMatches(pattern: String)
     case cannotCreateDirectory(path: String, reason: String)
+    /// Step `step` (1-based) had a non-finite loss, gradient or update (`cause`).
+    case diverged(step: Int, cause: String, lastCheckpoint: String?, ledger: String?, epsilon: Double?)
 
     public var description: String {
         switch self {
@@ -29,6 +31,14 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
             return "adapter.trainable pattern \"\(pattern)\" matches no tensor of the model."
         case .cannotCreateDirectory(let path, let reason):
             return "\(path): cannot create the run directory: \(reason)."
+        case .diverged(let step, let cause, let lastCheckpoint, let ledger, let epsilon):
+            var text = "training diverged at step \(step): \(cause). Nothing of that step was saved; "
+            text += lastCheckpoint.map { "the last good checkpoint is \($0)." } ?? "no checkpoint was written."
+            if let ledger {
+                text += " The privacy spent by all \(step) steps taken"
+                text += (epsilon.map { " (ε = \(String(format: "%.4f", $0)))" } ?? "") + " is recorded in \(ledger)."
+            }
+            return text + " Lower training.optimizer.learning_rate (or the clipping threshold) and start a new run."
         }
     }
 
@@ -107,7 +117,7 @@ public final class RecipeRunner {
             run.directory.metrics.write(["step": 0, "eval": baseEvaluation!.dictionary])
         }
         var budget = run.privacy?.budget
-        if let planned = budget?.totalSteps, let fits = try budget?.stopBeforeExceedingTarget(),
+        if let planned = budget?.totalSteps, let fits = try budget?.stopBeforeExceedingTarget(atStep: run.resumed?.step ?? 0),
            let target = budget?.targetEpsilon, let total = budget?.totalSteps {
             log("note: only \(fits) more steps fit in ε = \(target); stopping at step \(total) of \(planned)")
         }
@@ -115,34 +125,62 @@ public final class RecipeRunner {
         let trainingStep = makeTrainingStep(run)
         var step = run.resumed?.step ?? 0
         var lastCheckpoint: URL?
-        var currentEpsilon = try budget?.spent()?.epsilon
+        var meter = EpsilonMeter()
         progress.start(total: totalSteps, from: step)
         while step < totalSteps {
             let learningRate = Float(run.schedule.learningRate(step: step, totalSteps: totalSteps))
-            let result = try trainingStep.run(step: step, learningRate: learningRate)
+            let result: TrainingStep.Result
+            do {
+                result = try trainingStep.run(step: step, learningRate: learningRate)
+            } catch let failure as TrainingStep.NonFinite {
+                budget?.recordStep()  // the step touched the data: the ledger counts it
+                throw try diverged(run, failure, step: step + 1, budget: budget)
+            }
             budget?.recordStep()
             step += 1
-            if budget != nil && (step % 10 == 0 || step == totalSteps) { currentEpsilon = try budget?.spent()?.epsilon }
+            let isLast = step == totalSteps
+            let checkpointDue = isLast || (recipe.output.checkpointEvery > 0 && step % recipe.output.checkpointEvery == 0)
+            let spent = checkpointDue ? try budget?.spent() : nil
+            if let spent { meter.record(spent.epsilon, step: step) }
+            let epsilon = checkpointDue ? spent?.epsilon : try meter.epsilon(after: step, budget: budget, required: false)
             var line: [String: Any] = ["step": step, "loss": result.loss.isFinite ? result.loss : NSNull(),
                                        "examples": result.examples, "tokens": result.tokens,
                                        "learning_rate": Double(learningRate)]
-            if let currentEpsilon { line["epsilon"] = currentEpsilon }
-            progress.update(step: step, loss: result.loss, epsilon: currentEpsilon, tokens: result.tokens)
-
-            let isLast = step == totalSteps
+            if let epsilon { line["epsilon"] = epsilon }
+            progress.update(step: step, loss: result.loss, epsilon: meter.latest, tokens: result.tokens)
             if recipe.training.evalEvery > 0, step % recipe.training.evalEvery == 0, !isLast, let evaluator {
                 line["eval"] = try evaluate(evaluator, run.model, label: "step \(step)").dictionary
             }
             run.directory.metrics.write(line)
-            if isLast || (recipe.output.checkpointEvery > 0 && step % recipe.output.checkpointEvery == 0) {
-                let spent = try budget?.spent()
-                currentEpsilon = spent?.epsilon
+            if checkpointDue {
                 lastCheckpoint = try saveCheckpoint(run, budget: budget, spent: spent, step: step, totalSteps: totalSteps)
             }
         }
         progress.finish()
         return try finish(run, budget: budget, step: step, lastCheckpoint: lastCheckpoint,
                           evaluator: evaluator, baseEvaluation: baseEvaluation)
+    }
+
+    /// A diverged step ends the run: the ledger counting every step taken, this one included,
+    /// goes to `privacy-ledger.json` in the run directory (the last good checkpoint's ledger
+    /// counts only the steps before it), and the error names the step, the cause and that
+    /// checkpoint.
+    private func diverged(_ run: PreparedRun, _ failure: TrainingStep.NonFinite, step: Int,
+                          budget: PrivacyBudget?) throws -> RunError {
+        progress.finish()
+        let lastGood = RunDirectory.checkpoints(in: run.directory.url).last?.url.path
+        var ledgerPath: String?, epsilon: Double?
+        if let budget, let privacy = run.privacy {
+            let spent = try budget.spent()
+            epsilon = spent?.epsilon
+            let ledger = privacy.ledger(budget: budget, spent: spent, recipeHash: run.recipeHash,
+                                        datasetSize: run.data.datasetSize)
+            let url = run.directory.url.appendingPathComponent("privacy-ledger.json")
+            try writeAtomically(to: url) { try Data(ledger.json.utf8).write(to: $0) }
+            ledgerPath = url.path
+        }
+        return RunError.diverged(step: step, cause: failure.description, lastCheckpoint: lastGood, ledger: ledgerPath,
+                                 epsilon: epsilon)
     }
 
     /// The step the loop repeats: private with the plan's engine and σ, else non-private.

@@ -33,6 +33,29 @@ public final class TrainingStep {
         public var tokens: Int
     }
 
+    /// A step that cannot be used because training diverged: its loss (over a non-empty
+    /// batch), its gradient or its updated parameters hold a NaN or infinity. Thrown before the
+    /// update for the loss and the gradient, after it for the parameters.
+    public enum NonFinite: Error, Equatable, CustomStringConvertible {
+        case loss(Double)
+        case gradient(tensor: String, index: Int, value: Float)
+        case parameter(tensor: String, index: Int, value: Float)
+
+        public var description: String {
+            switch self {
+            case .loss(let loss): return "the loss is \(Self.name(loss))"
+            case .gradient(let tensor, let index, let value):
+                return "the gradient of \(tensor) is \(Self.name(Double(value))) at element \(index)"
+            case .parameter(let tensor, let index, let value):
+                return "the update made \(tensor) \(Self.name(Double(value))) at element \(index)"
+            }
+        }
+
+        private static func name(_ value: Double) -> String {
+            value.isNaN ? "NaN" : value > 0 ? "+infinity" : "-infinity"
+        }
+    }
+
     public let model: Transformer
     public let optimizer: Optimizer
     public let examples: [TokenizedExample]
@@ -66,6 +89,8 @@ public final class TrainingStep {
 
     /// Step `step` (0-based; selects the seeded streams and the epoch): zero the gradients,
     /// form the (private) gradient of a logical batch, take an optimizer step at `learningRate`.
+    /// Throws `NonFinite` when the step diverged (nothing is updated for a non-finite loss or
+    /// gradient).
     @discardableResult
     public func run(step: Int, learningRate: Float) throws -> Result {
         model.zeroGradients()
@@ -76,18 +101,44 @@ public final class TrainingStep {
         case .shuffled(let batchSize, let seed):
             result = try meanGradient(step: step, batchSize: batchSize, seed: seed)
         }
+        if result.examples > 0, !result.loss.isFinite { throw NonFinite.loss(result.loss) }
+        if let bad = Self.firstNonFinite(model.gradients, names: model.gradients.names) {
+            throw NonFinite.gradient(tensor: bad.name, index: bad.index, value: bad.value)
+        }
         optimizer.step(model: model, learningRate: learningRate)
+        if let bad = Self.firstNonFinite(model.parameters, names: model.gradients.names) {
+            throw NonFinite.parameter(tensor: bad.name, index: bad.index, value: bad.value)
+        }
         return result
+    }
+
+    /// The first NaN or infinity among the tensors `names` of `store`, in order. Each tensor is
+    /// screened with SIMD sums of x − x (0 for a finite x, NaN otherwise); only a tensor that
+    /// fails the screen is searched element by element.
+    static func firstNonFinite(_ store: ParameterStore, names: [String]) -> (name: String, index: Int, value: Float)? {
+        for name in names {
+            guard let tensor = store[name] else { continue }
+            let base = tensor.storage.base + tensor.offset, count = tensor.count
+            var screen = SIMD16<Float>(repeating: 0)
+            var i = 0
+            while i + 16 <= count {
+                let v = UnsafeRawPointer(base + i).loadUnaligned(as: SIMD16<Float>.self)
+                screen += v - v
+                i += 16
+            }
+            var tail: Float = 0
+            while i < count { tail += base[i] - base[i]; i += 1 }
+            if (screen.sum() + tail).isFinite { continue }
+            if let index = (0..<count).first(where: { !base[$0].isFinite }) { return (name, index, base[index]) }
+        }
+        return nil
     }
 
     /// Poisson batch → clipped sums over micro-batches → noise once → ÷ q·N (DESIGN.md §3).
     private func privateGradient(step: Int, engine: PrivateGradient, noiseMultiplier: Double,
                                  noiseSeed: UInt64?) throws -> Result {
         let sampler = sampler!
-        var batchSource = noiseSeed.map { NoiseSource.seeded($0, purpose: "sample", index: UInt64(step)) } ?? secureSource
-        // Micro-batches of similar lengths pad less; the clipped sum does not depend on order.
-        let batch = sampler.sample(using: &batchSource).sorted { examples[$0].ids.count < examples[$1].ids.count }
-        if noiseSeed == nil { secureSource = batchSource }
+        let batch = sampleBatch(step: step, noiseSeed: noiseSeed)
         var loss = 0.0, tokens = 0
         for micro in MicroBatches(examples, order: batch, size: physicalBatchSize) {
             let microLoss = try engine.accumulate(micro.batch)
@@ -99,6 +150,16 @@ public final class TrainingStep {
                                       noise: &noise)
         if noiseSeed == nil { secureSource = noise }
         return Result(loss: batch.isEmpty ? .nan : loss / Double(batch.count), examples: batch.count, tokens: tokens)
+    }
+
+    /// The logical batch of private step `step`: each example joins with probability q, drawn
+    /// from the seeded stream of `step` or the secure generator; sorted by length, since
+    /// micro-batches of similar lengths pad less and the clipped sum does not depend on order.
+    func sampleBatch(step: Int, noiseSeed: UInt64?) -> [Int] {
+        var source = noiseSeed.map { NoiseSource.seeded($0, purpose: "sample", index: UInt64(step)) } ?? secureSource
+        let batch = sampler!.sample(using: &source).sorted { examples[$0].ids.count < examples[$1].ids.count }
+        if noiseSeed == nil { secureSource = source }
+        return batch
     }
 
     /// Fixed-size batch of a shuffled epoch → Σ_i ∇L_i over micro-batches → ÷ batch size.
