@@ -123,9 +123,10 @@ public struct NoiseSource {
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             for block in stride(from: worker, to: blocks, by: workers) {
                 let range = (block * blockSize)..<min(count, (block + 1) * blockSize)
-                // ≈ 1.02 words per draw; a second chunk is read in the rare case it runs short.
+                // ≈ 1.02 words per draw, and a pass may skip the last < 256 words of a chunk; a
+                // second chunk is made in the rare case the first runs short.
                 var words = KeystreamWords(key: shared.value.key, stream: stream, block: UInt64(block),
-                                           chunkWords: range.count + range.count / 32 + 256)
+                                           chunkWords: range.count + range.count / 16 + 512)
                 GaussianSampler.addNoise(to: shared.value.values, range: range, grid: grid, words: &words)
             }
         }
