@@ -253,6 +253,7 @@ public final class Transformer {
         guard maxSequenceLength <= config.maxPositions || config.declaration.positionEmbedding == nil else {
             throw ModelError.sequenceTooLong(length: maxSequenceLength, maxPositions: config.maxPositions)
         }
+        try config.checkActivationsFitInMemory(batchSize: maxBatchSize, sequenceLength: maxSequenceLength)
         self.config = config
         self.lora = lora
         self.maxBatchSize = maxBatchSize

@@ -1,0 +1,37 @@
+import Foundation
+import Testing
+@testable import DPFT
+
+/// Activation buffers too large for the machine are refused before they are allocated
+/// (issue 12 item 12: sizes are checked before allocating, with the memory needed named).
+@Suite struct ActivationMemoryTests {
+    static func tinyConfig() throws -> ModelConfig {
+        try ModelConfig(contentsOf: Fixtures.repository.appendingPathComponent("recipes/models/gpt2-tiny.json"))
+    }
+
+    /// gpt2-tiny (V = 256, C = 64, I = 256, L = 2, H = 4) at B = 3, T = 10: logits 30·256,
+    /// per layer 3·4·10² + 30·(4·64 + 3·256), all float32.
+    @Test func theBoundCountsLogitsAttentionAndLayerRows() throws {
+        let config = try Self.tinyConfig()
+        let logits: Double = 30 * 256
+        let perLayer: Double = 3 * 4 * 100 + 30 * (4 * 64 + 3 * 256)
+        let expected = 4 * (logits + 2 * perLayer)
+        #expect(config.activationBytesLowerBound(batchSize: 3, sequenceLength: 10) == expected)
+        try config.checkActivationsFitInMemory(batchSize: 3, sequenceLength: 10, availableBytes: UInt64(expected))
+        #expect(throws: ActivationMemoryError.self) {
+            try config.checkActivationsFitInMemory(batchSize: 3, sequenceLength: 10, availableBytes: UInt64(expected) - 1)
+        }
+    }
+
+    /// 2²⁴ sequences of 128 tokens need terabytes of logits: the transformer refuses at once,
+    /// naming the sizes and what to lower, instead of aborting in the allocator.
+    @Test func aTransformerTooLargeForTheMachineIsRefused() throws {
+        let checkpoint = Checkpoint.initialized(config: try Self.tinyConfig(), seed: 1)
+        let error = #expect(throws: ActivationMemoryError.self) {
+            _ = try Transformer(checkpoint: checkpoint, maxBatchSize: 1 << 24, maxSequenceLength: 128)
+        }
+        #expect(error?.batchSize == 1 << 24 && error?.sequenceLength == 128)
+        #expect(error?.description.contains("physical_batch_size") == true, "\(String(describing: error))")
+        _ = try Transformer(checkpoint: checkpoint, maxBatchSize: 2, maxSequenceLength: 16)
+    }
+}
