@@ -71,6 +71,9 @@ public final class RecipeRunner {
     public let resume: Bool
     let log: (String) -> Void
     let progress: ProgressReporter
+    /// Test-only (the audit's proof that it guards the engine): the noise actually added is
+    /// scaled by this while the budget and ledger account the recipe's σ. Never set outside tests.
+    var brokenNoiseScale = 1.0
 
     /// `log` receives whole lines (the resolved recipe, summaries, evaluations).
     public init(recipe: Recipe, resume: Bool = false, interactive: Bool = false, log: @escaping (String) -> Void) {
@@ -188,7 +191,8 @@ public final class RecipeRunner {
         let method: TrainingStep.Method
         if let privacy = run.privacy {
             method = .poisson(engine: privacy.engine, sampleRate: privacy.budget.sampleRate,
-                              noiseMultiplier: privacy.budget.noiseMultiplier, noiseSeed: privacy.section.noiseSeed)
+                              noiseMultiplier: privacy.budget.noiseMultiplier * brokenNoiseScale,
+                              noiseSeed: privacy.section.noiseSeed)
         } else {
             method = .shuffled(batchSize: recipe.training.batchSize, seed: recipe.training.seed)
         }
