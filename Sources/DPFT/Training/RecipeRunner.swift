@@ -29,7 +29,7 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
         case .batchLargerThanData(let batchSize, let examples):
             return "training.batch_size = \(batchSize) exceeds the \(examples) training examples; lower it (q = batch_size / examples must be ≤ 1)."
         case .nothingToResume(let directory):
-            return "\(directory): no checkpoint to resume from; run without --resume first."
+            return "\(directory): no checkpoint to resume from; run without --resume (with --overwrite when it holds files of a run that stopped before its first checkpoint)."
         case .recipeChanged(let directory, let was, let now):
             return "\(directory) was trained with a different recipe (hash \(was.prefix(12))…, now \(now.prefix(12))…); resume needs the same recipe — use another output.directory for a new run."
         case .budgetExhausted(let epsilon, let target):
