@@ -31,7 +31,7 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
         case .nothingToResume(let directory):
             return "\(directory): no checkpoint to resume from; run without --resume (with --overwrite when it holds files of a run that stopped before its first checkpoint)."
         case .recipeChanged(let directory, let was, let now):
-            return "\(directory) was trained with a different recipe (hash \(was.prefix(12))…, now \(now.prefix(12))…); resume needs the same recipe — use another output.directory for a new run."
+            return "\(directory) was trained with a different recipe (hash \(was.prefix(12))…, now \(now.prefix(12))…); resume needs the same recipe — start a new run with --overwrite or another output.directory."
         case .budgetExhausted(let epsilon, let target):
             return "the privacy budget is spent: ε = \(String(format: "%.3f", epsilon)) of target \(target); no further step fits."
         case .noTrainableTensorMatches(let pattern):
