@@ -34,8 +34,16 @@ import Testing
             let holder = try RunDirectoryLock(directory: run)
             let recorded = try #require(RunDirectoryLock.holder(of: run))
             #expect(recorded.pid == ProcessInfo.processInfo.processIdentifier)
-            let error = #expect(throws: RunError.self) { try Self.runner(recipe).run() }
+            final class Lines: @unchecked Sendable { var all: [String] = [] }
+            let lines = Lines()
+            let second = RecipeRunner(recipe: try Recipe.load(from: recipe)) { lines.all.append($0) }
+            let error = #expect(throws: RunError.self) { try second.run() }
             #expect(error == .directoryLocked(directory: run.path, holder: recorded.description))
+            #expect(lines.all.isEmpty, "refused at once, before the setup stages: \(lines.all)")
+            // the run-directory stage refuses too (a holder that came during the setup stages)
+            #expect(throws: RunError.directoryLocked(directory: run.path, holder: recorded.description)) {
+                try RunDirectory(recipe: try Recipe.load(from: recipe), start: .fresh, frozenBase: nil)
+            }
             #expect(error?.description.contains("pid \(recorded.pid) on \(recorded.host), since \(recorded.since)") == true,
                     "\(String(describing: error))")
             #expect(try Self.names(in: run) == [".lock"], "nothing written while locked")

@@ -96,9 +96,11 @@ public final class RecipeRunner {
 
     /// Sets the run up stage by stage, then trains. Nothing is written before every stage up
     /// to the run directory has succeeded; the run directory stage locks the directory and
-    /// checks it holds no other run (unless resuming or overwriting) before writing.
+    /// checks it holds no other run (unless resuming or overwriting) before writing. A
+    /// directory another run holds is refused at once, before the setup stages.
     public func run() throws -> RunSummary {
         guard !(resume && overwrite) else { throw RunError.resumeAndOverwrite }
+        try RunDirectoryLock.checkNotHeld(directory: URL(fileURLWithPath: recipe.output.directory))
         let recipeHash = recipe.hash
         log("recipe \(recipe.name) (sha256 \(recipeHash.prefix(12))…):")
         log(recipe.resolvedJSON)

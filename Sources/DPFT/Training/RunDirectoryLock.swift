@@ -57,6 +57,20 @@ final class RunDirectoryLock {
 
     deinit { close(descriptor) }  // releases the flock
 
+    /// Fails at once, as `init` would, when a live run holds `directory`'s lock; creates and
+    /// writes nothing (a run calls it before its setup stages, so that it does not spend them
+    /// on a directory in use). The lock itself is taken later, by `init`.
+    static func checkNotHeld(directory: URL) throws {
+        let descriptor = open(directory.appendingPathComponent(fileName).path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return }  // no lock file: nobody holds it
+        defer { close(descriptor) }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            guard errno == EWOULDBLOCK else { return }  // init reports other failures
+            throw RunError.directoryLocked(directory: directory.path, holder: readHolder(descriptor)?.description)
+        }
+        _ = flock(descriptor, LOCK_UN)
+    }
+
     /// The holder recorded in a lock file (nil when it is empty or unreadable: a holder that
     /// has just taken the lock may not have written itself yet).
     static func holder(of directory: URL) -> Holder? {
