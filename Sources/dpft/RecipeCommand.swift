@@ -10,7 +10,9 @@ struct RecipeCommand: ParsableCommand {
             Prints the resolved recipe, trains with DP-SGD (book-keeping, group-wise clipping, \
             Poisson sampling, calibrated noise), writes checkpoints with their privacy ledger to \
             output.directory (step-N.h5, final.h5, metrics.jsonl, recipe.json) and stops before \
-            the privacy budget would be exceeded. A file RECIPE wins; else RECIPE (or RECIPE.json) \
+            the privacy budget would be exceeded. A run locks its directory (a second run into it \
+            fails at once, naming the holder) and refuses a directory holding another run unless \
+            --resume or --overwrite. A file RECIPE wins; else RECIPE (or RECIPE.json) \
             names a built-in recipe (`dpft recipes list`, `dpft recipes copy NAME`). Paths in a \
             recipe are relative to the recipe file's folder, paths in --set to the current \
             directory; output.directory is relative to the current directory.
@@ -25,14 +27,22 @@ struct RecipeCommand: ParsableCommand {
     @Flag(help: "Continue from the last checkpoint in output.directory.")
     var resume = false
 
+    @Flag(help: ArgumentHelp("Replace the run in output.directory: remove its recipe.json, metrics.jsonl, step-N.h5, final.h5 and export/ (other files stay).",
+                             discussion: "Without --resume or --overwrite, a run into a directory that holds another run is refused."))
+    var overwrite = false
+
     @OptionGroup var plugins: PluginOptions
+
+    func validate() throws {
+        if resume && overwrite { throw ValidationError(RunError.resumeAndOverwrite.description) }
+    }
 
     func run() throws {
         let location = try RecipeLocation.find(recipe, assets: Assets.located())
         FileHandle.standardOutput.write(Data((location.summary + "\n").utf8))  // before the runner's unbuffered lines
         // --plugin adds to the recipe's "plugins", so the resolved recipe and its hash name them.
         let loaded = try location.loadCheckingInputs(overrides: overrides, extraPlugins: plugins.paths)
-        let runner = RecipeRunner(recipe: loaded, resume: resume, interactive: isatty(STDOUT_FILENO) != 0) { line in
+        let runner = RecipeRunner(recipe: loaded, resume: resume, overwrite: overwrite, interactive: isatty(STDOUT_FILENO) != 0) { line in
             // unbuffered, so progress lines reach a log file as they happen
             FileHandle.standardOutput.write(Data((line + "\n").utf8))
         }

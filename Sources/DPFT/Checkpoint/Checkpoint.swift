@@ -10,9 +10,35 @@ import Foundation
 ///     /adapters/<PEFT name>  LoRA tensors, attr adapter_config (JSON)
 ///     /privacy               attr ledger (JSON)
 ///     /tokenizer             uint8 dataset: the SentencePiece model bytes
+///
+/// A LoRA run's step checkpoint may instead refer to its frozen base (`frozenBase`): root
+/// attrs `base_checkpoint` (absolute path) and `base_sha256`, `format_version` 2, and no
+/// `/tensors`; reading it reads the base's tensors after checking the base file's SHA-256.
 public struct Checkpoint {
-    /// The `format_version` this build writes and the newest it reads.
-    public static let formatVersion: Int64 = 1
+    /// The newest `format_version` this build reads: 1 for a checkpoint that stands alone
+    /// (what older builds read, and what this build writes unless `frozenBase` is set), 2 for
+    /// one that refers to its frozen base.
+    public static let formatVersion: Int64 = 2
+
+    /// A frozen base checkpoint a LoRA step checkpoint refers to instead of copying its
+    /// weights: the file and the SHA-256 its bytes had when the run started.
+    public struct BaseReference: Equatable, Sendable {
+        /// Absolute path of the base checkpoint file.
+        public var path: String
+        /// 64 lowercase hex digits.
+        public var sha256: String
+
+        public init(path: String, sha256: String) {
+            self.path = path
+            self.sha256 = sha256
+        }
+
+        /// The reference to the standalone checkpoint file at `url` as it is now.
+        public init(file url: URL) throws {
+            path = url.standardizedFileURL.path
+            sha256 = try fileSHA256(url)
+        }
+    }
 
     public var config: ModelConfig
     /// Model tensors by HF name (see `ModelConfig.parameterSpecs`).
@@ -29,6 +55,10 @@ public struct Checkpoint {
     public var optimizerState: [String: Tensor] = [:]
     /// Training state for resuming (step, sampler, schedule…) as JSON text; `/state`.
     public var trainingState: String?
+    /// When set, `write` stores this reference instead of `tensors` (which must equal the
+    /// base's). `read` resolves a reference into `tensors` and leaves this nil, so that a
+    /// checkpoint read and written again (e.g. by `dpft export`) stands alone.
+    public var frozenBase: BaseReference?
 
     public init(config: ModelConfig, tensors: [String: Tensor]) {
         self.config = config
@@ -81,12 +111,17 @@ public struct Checkpoint {
         try writeAtomically(to: url) { temporary in
             let file = try HDF5File.create(temporary.path)
             try file.setAttribute("format", .string("dpft"))
-            try file.setAttribute("format_version", .integer(Self.formatVersion))
+            try file.setAttribute("format_version", .integer(frozenBase == nil ? 1 : 2))
             try file.setAttribute("model_type", .string(config.modelType.rawValue))
             try file.setAttribute("config", .string(config.json))
-            try file.createGroup("/tensors")
-            for spec in config.parameterSpecs {
-                try file.writeTensor(tensors[spec.name]!, at: "/tensors/\(spec.name)")
+            if let frozenBase {
+                try file.setAttribute("base_checkpoint", .string(frozenBase.path))
+                try file.setAttribute("base_sha256", .string(frozenBase.sha256))
+            } else {
+                try file.createGroup("/tensors")
+                for spec in config.parameterSpecs {
+                    try file.writeTensor(tensors[spec.name]!, at: "/tensors/\(spec.name)")
+                }
             }
             if !adapters.isEmpty {
                 try file.createGroup("/adapters")
@@ -133,8 +168,10 @@ public struct Checkpoint {
         let path = url.path
         let file = try HDF5File.openForReading(path)
         let config = try readHeader(file)
-        let tensors = try readModelTensors(file, config: config)
-        var checkpoint = Checkpoint(config: config, tensors: tensors)
+        let frozenBase = try readBaseReference(file)
+        let tensors = try frozenBase.map { try baseTensors($0, config: config, path: path) }
+            ?? readModelTensors(file, config: config)
+        var checkpoint = Checkpoint(config: config, tensors: tensors)  // stands alone: `frozenBase` stays nil
         if file.isGroup("/adapters") {
             for name in try file.children(of: "/adapters") {
                 checkpoint.adapters[name] = try finite(try file.readTensor(at: "/adapters/\(name)"), name: name, path: path)
@@ -197,6 +234,44 @@ public struct Checkpoint {
                                                    expected: "\"\(config.modelType.rawValue)\" as in its config")
         }
         return config
+    }
+
+    /// The frozen base the checkpoint file at `url` refers to; nil when it stands alone.
+    public static func frozenBase(of url: URL) throws -> BaseReference? {
+        try readBaseReference(try HDF5File.openForReading(url.path))
+    }
+
+    /// The `base_checkpoint` / `base_sha256` root attributes, when the checkpoint has them.
+    private static func readBaseReference(_ file: HDF5File) throws -> BaseReference? {
+        guard let base = try file.attribute("base_checkpoint") else { return nil }
+        guard let basePath = base.stringValue else {
+            throw CheckpointError.invalidAttribute(path: file.path, name: "base_checkpoint", found: "\(base)",
+                                                   expected: "the base checkpoint's path")
+        }
+        guard let sha256 = try file.attribute("base_sha256")?.stringValue else {
+            throw CheckpointError.missingAttribute(path: file.path, name: "base_sha256")
+        }
+        return BaseReference(path: basePath, sha256: sha256)
+    }
+
+    /// The tensors of the frozen base `reference` of the checkpoint at `path`: the base file
+    /// must exist, have the SHA-256 recorded when the run started, stand alone, and have
+    /// `config`.
+    private static func baseTensors(_ reference: BaseReference, config: ModelConfig, path: String) throws -> [String: Tensor] {
+        let url = URL(fileURLWithPath: reference.path)
+        guard FileManager.default.fileExists(atPath: reference.path) else {
+            throw CheckpointError.baseMissing(path: path, base: reference.path)
+        }
+        let found = try fileSHA256(url)
+        guard found == reference.sha256 else {
+            throw CheckpointError.baseChanged(path: path, base: reference.path, expected: reference.sha256, found: found)
+        }
+        let base = try read(from: url)
+        guard base.frozenBase == nil, base.config.json == config.json else {
+            throw CheckpointError.invalidAttribute(path: path, name: "base_checkpoint", found: "\"\(reference.path)\"",
+                                                   expected: "a standalone checkpoint with this checkpoint's config")
+        }
+        return base.tensors
     }
 
     /// Every tensor the config names, present, of the config's shape and finite; no others.

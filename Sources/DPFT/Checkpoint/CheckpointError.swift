@@ -17,6 +17,10 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
     /// A checksummed dataset's data no longer matches its Fletcher-32 checksum.
     case checksumMismatch(path: String, object: String)
     case writeFailed(path: String, reason: String)
+    /// A checkpoint refers to a frozen base file that is not there.
+    case baseMissing(path: String, base: String)
+    /// A checkpoint's frozen base file no longer has the SHA-256 recorded with the reference.
+    case baseChanged(path: String, base: String, expected: String, found: String)
 
     public var description: String {
         switch self {
@@ -27,7 +31,7 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
         case .wrongFormat(let path, let found):
             return "\(path): root attribute `format` is \"\(found)\", expected \"dpft\" — this HDF5 file is not a dpft checkpoint. Convert Hugging Face models with `dpft import`."
         case .unsupportedVersion(let path, let found):
-            return "\(path): checkpoint format_version \(found) is newer than this dpft understands (1). Upgrade dpft."
+            return "\(path): checkpoint format_version \(found) is newer than this dpft understands (\(Checkpoint.formatVersion)). Upgrade dpft."
         case .missingAttribute(let path, let name):
             return "\(path): root attribute `\(name)` is missing; the checkpoint is incomplete."
         case .missingTensor(let path, let name):
@@ -48,6 +52,10 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
             return "\(path): `\(object)` fails its checksum — the file is damaged (disk, copy or transfer). Restore it from a good copy, or resume from an earlier checkpoint."
         case .writeFailed(let path, let reason):
             return "\(path): could not write: \(reason)."
+        case .baseMissing(let path, let base):
+            return "\(path) refers to its frozen base model \(base), which is missing. Put the base checkpoint back at that path (the step checkpoints of a LoRA run do not copy it), or use final.h5, which stands alone."
+        case .baseChanged(let path, let base, let expected, let found):
+            return "\(path) refers to its frozen base model \(base) with SHA-256 \(expected.prefix(12))…, but that file now has \(found.prefix(12))…: the base changed since the run started. Restore the original base checkpoint, or start a new run (--overwrite or another output.directory)."
         }
     }
 }

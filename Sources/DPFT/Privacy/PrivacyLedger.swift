@@ -26,7 +26,10 @@ public struct PrivacyLedger: Codable, Sendable, Equatable {
     public var totalSensitivity: Double
     public var datasetSize: Int
     public var expectedBatchSize: Double
-    /// SHA-256 of the resolved recipe.
+    /// SHA-256 of the resolved recipe. (The training file's SHA-256 is deliberately not in the
+    /// ledger: it is an un-noised function of the private data, and whoever knows every record
+    /// but one could hash each candidate for the last and learn which was used. The run
+    /// directory's resume state keeps it; README, "What a run releases".)
     public var recipeHash: String
     /// "secure" (operating-system randomness) or "seeded". A seeded run's batches and noise
     /// can be rebuilt by whoever knows the seed, so the seed's value is never written here

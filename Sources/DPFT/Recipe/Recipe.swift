@@ -505,12 +505,16 @@ extension Recipe {
         public var directory: String
         /// `"checkpoint_every"`: steps between checkpoints; default 0 = only the final one; ≥ 0.
         public var checkpointEvery: Int
+        /// `"keep_checkpoints"`: the newest step checkpoints kept, older ones removed once a
+        /// newer one is written; default 2; 0 keeps every one. `final.h5` is always kept.
+        public var keepCheckpoints: Int
         /// `"export"`: default nil = no export.
         public var export: ExportSection?
 
-        public init(directory: String, checkpointEvery: Int = 0, export: ExportSection? = nil) {
+        public init(directory: String, checkpointEvery: Int = 0, keepCheckpoints: Int = 2, export: ExportSection? = nil) {
             self.directory = directory
             self.checkpointEvery = checkpointEvery
+            self.keepCheckpoints = keepCheckpoints
             self.export = export
         }
 

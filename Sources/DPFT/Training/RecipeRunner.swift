@@ -12,6 +12,15 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
     case cannotCreateDirectory(path: String, reason: String)
     /// Step `step` (1-based) had a non-finite loss, gradient or update (`cause`).
     case diverged(step: Int, cause: String, lastCheckpoint: String?, ledger: String?, epsilon: Double?)
+    /// Another process holds the run directory's lock (`holder`: pid, host and since when, if recorded).
+    case directoryLocked(directory: String, holder: String?)
+    /// A fresh run into a directory that holds another run's `files`.
+    case directoryHoldsRun(directory: String, files: [String])
+    case resumeAndOverwrite
+    /// The training file's SHA-256 differs from the one the resumed run recorded.
+    case trainDataChanged(directory: String, file: String, was: String, now: String)
+    /// The newest checkpoint changed between reading it for `--resume` and locking the directory.
+    case runDirectoryChanged(directory: String, resumedStep: Int, newestStep: Int?)
 
     public var description: String {
         switch self {
@@ -22,9 +31,9 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
         case .batchLargerThanData(let batchSize, let examples):
             return "training.batch_size = \(batchSize) exceeds the \(examples) training examples; lower it (q = batch_size / examples must be ≤ 1)."
         case .nothingToResume(let directory):
-            return "\(directory): no checkpoint to resume from; run without --resume first."
+            return "\(directory): no checkpoint to resume from; run without --resume (with --overwrite when it holds files of a run that stopped before its first checkpoint)."
         case .recipeChanged(let directory, let was, let now):
-            return "\(directory) was trained with a different recipe (hash \(was.prefix(12))…, now \(now.prefix(12))…); resume needs the same recipe — use another output.directory for a new run."
+            return "\(directory) was trained with a different recipe (hash \(was.prefix(12))…, now \(now.prefix(12))…); resume needs the same recipe — start a new run with --overwrite or another output.directory."
         case .budgetExhausted(let epsilon, let target):
             return "the privacy budget is spent: ε = \(String(format: "%.3f", epsilon)) of target \(target); no further step fits."
         case .noTrainableTensorMatches(let pattern):
@@ -39,6 +48,16 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
                 text += (epsilon.map { " (ε = \(String(format: "%.4f", $0)))" } ?? "") + " is recorded in \(ledger)."
             }
             return text + " Lower training.optimizer.learning_rate (or the clipping threshold) and start a new run."
+        case .directoryLocked(let directory, let holder):
+            return "\(directory) is in use by another dpft run (\(holder ?? "holder not recorded yet")); wait for it to finish, or give another output.directory."
+        case .directoryHoldsRun(let directory, let files):
+            return "\(directory) holds another run (\(files.joined(separator: ", "))): continue it with --resume, replace it with --overwrite (removes those files), or give another output.directory."
+        case .resumeAndOverwrite:
+            return "--resume continues the run in output.directory and --overwrite replaces it; give one of them."
+        case .trainDataChanged(let directory, let file, let was, let now):
+            return "\(file) is not the training data the run in \(directory) was trained on (SHA-256 \(was.prefix(12))…, now \(now.prefix(12))…); resume needs the same data — restore the file, or start a new run with --overwrite or another output.directory."
+        case .runDirectoryChanged(let directory, let resumedStep, let newestStep):
+            return "\(directory) changed while this run was setting up (resuming step \(resumedStep), newest checkpoint now \(newestStep.map { "step \($0)" } ?? "none")); run --resume again."
         }
     }
 
@@ -69,23 +88,32 @@ public struct RunSummary: Sendable {
 public final class RecipeRunner {
     public let recipe: Recipe
     public let resume: Bool
+    /// Replace the run in `output.directory` (its files only; see `RunDirectory.runFiles`).
+    public let overwrite: Bool
     let log: (String) -> Void
     let progress: ProgressReporter
     /// Test-only (the audit's proof that it guards the engine): the noise actually added is
     /// scaled by this while the budget and ledger account the recipe's σ. Never set outside tests.
     var brokenNoiseScale = 1.0
 
-    /// `log` receives whole lines (the resolved recipe, summaries, evaluations).
-    public init(recipe: Recipe, resume: Bool = false, interactive: Bool = false, log: @escaping (String) -> Void) {
+    /// `log` receives whole lines (the resolved recipe, summaries, evaluations). Without
+    /// `resume` or `overwrite`, a run into a directory that holds another run is refused.
+    public init(recipe: Recipe, resume: Bool = false, overwrite: Bool = false, interactive: Bool = false,
+                log: @escaping (String) -> Void) {
         self.recipe = recipe
         self.resume = resume
+        self.overwrite = overwrite
         self.log = log
         progress = ProgressReporter(interactive: interactive, log: log)
     }
 
     /// Sets the run up stage by stage, then trains. Nothing is written before every stage up
-    /// to the run directory has succeeded.
+    /// to the run directory has succeeded; the run directory stage locks the directory and
+    /// checks it holds no other run (unless resuming or overwriting) before writing. A
+    /// directory another run holds is refused at once, before the setup stages.
     public func run() throws -> RunSummary {
+        guard !(resume && overwrite) else { throw RunError.resumeAndOverwrite }
+        try RunDirectoryLock.checkNotHeld(directory: URL(fileURLWithPath: recipe.output.directory))
         let recipeHash = recipe.hash
         log("recipe \(recipe.name) (sha256 \(recipeHash.prefix(12))…):")
         log(recipe.resolvedJSON)
@@ -95,13 +123,25 @@ public final class RecipeRunner {
         let tokenizer = try setupTokenizer(base: &base)
         let adapter = try setupAdapter(config: base.config)
         let data = try setupData(tokenizer: tokenizer, config: base.config)
+        let trainDataSHA256 = try resumed?.trainDataSHA256 ?? fileSHA256(URL(fileURLWithPath: recipe.data.train))
         let model = try setupModel(checkpoint: resumed?.checkpoint ?? base, adapter: adapter, data: data)
         let privacy = try setupPrivacy(registry: registry, model: model, data: data, resumed: resumed)
         let (optimizer, schedule) = try setupOptimizer(model: model, resumed: resumed)
-        let directory = try RunDirectory(recipe: recipe, resumedStep: resumed?.state.step)
-        return try train(PreparedRun(recipeHash: recipeHash, base: base, data: data, model: model, privacy: privacy,
-                                     optimizer: optimizer, schedule: schedule, directory: directory,
-                                     resumed: resumed?.state))
+        let directory = try setupRunDirectory(adapter: adapter, resumed: resumed)
+        return try train(PreparedRun(recipeHash: recipeHash, base: base, data: data, trainDataSHA256: trainDataSHA256,
+                                     model: model, privacy: privacy, optimizer: optimizer, schedule: schedule,
+                                     directory: directory, resumed: resumed?.state))
+    }
+
+    /// The last stage, the first to write: the locked run directory. A LoRA run's step
+    /// checkpoints refer to the recipe's base checkpoint (its SHA-256 taken now) instead of
+    /// copying its frozen weights.
+    private func setupRunDirectory(adapter: AdapterChoice, resumed: ResumeState?) throws -> RunDirectory {
+        let frozenBase = try adapter.lora.map { _ in
+            try Checkpoint.BaseReference(file: URL(fileURLWithPath: recipe.model.checkpoint))
+        }
+        let start: RunDirectory.Start = resumed.map { .resume(step: $0.state.step) } ?? (overwrite ? .overwrite : .fresh)
+        return try RunDirectory(recipe: recipe, start: start, frozenBase: frozenBase)
     }
 
     // MARK: - The loop
@@ -205,7 +245,8 @@ public final class RecipeRunner {
                                 totalSteps: Int) throws -> URL {
         let state = RunState(step: step, totalSteps: totalSteps, recipeHash: run.recipeHash,
                              noiseMultiplier: budget?.noiseMultiplier, history: budget?.history ?? [],
-                             datasetSize: run.data.datasetSize, optimizerSteps: run.optimizer.stepCount)
+                             datasetSize: run.data.datasetSize, optimizerSteps: run.optimizer.stepCount,
+                             trainDataSHA256: run.trainDataSHA256)
         let ledger = budget.flatMap { budget in
             run.privacy?.ledger(budget: budget, spent: spent, recipeHash: run.recipeHash, datasetSize: run.data.datasetSize)
         }

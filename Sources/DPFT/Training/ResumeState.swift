@@ -9,6 +9,11 @@ struct RunState: Codable {
     var history: [MechanismSegment]
     var datasetSize: Int
     var optimizerSteps: Int
+    /// SHA-256 of the training file's bytes, so that a resume on other data is refused. Nil in
+    /// checkpoints written before it was recorded. Derived from the private data: it stays in
+    /// the run directory and is never copied into a ledger or an export (README, "What a run
+    /// releases").
+    var trainDataSHA256: String?
 
     /// The JSON stored in a checkpoint's `/state`.
     func json() throws -> String {
@@ -23,10 +28,12 @@ struct ResumeState {
     var state: RunState
     var checkpoint: Checkpoint
     var url: URL
+    /// SHA-256 of the training file now (equal to the stored one, when one was stored).
+    var trainDataSHA256: String
 
     /// The newest checkpoint in `directory`, which must have been written by the recipe with
-    /// hash `recipeHash`.
-    static func latest(in directory: URL, recipeHash: String) throws -> ResumeState {
+    /// hash `recipeHash` on the training file `trainData` as it is now (its bytes' SHA-256).
+    static func latest(in directory: URL, recipeHash: String, trainData: URL) throws -> ResumeState {
         guard let latest = RunDirectory.checkpoints(in: directory).last else {
             throw RunError.nothingToResume(directory: directory.path)
         }
@@ -38,6 +45,10 @@ struct ResumeState {
         guard state.recipeHash == recipeHash else {
             throw RunError.recipeChanged(directory: directory.path, was: state.recipeHash, now: recipeHash)
         }
-        return ResumeState(state: state, checkpoint: checkpoint, url: latest.url)
+        let trainDataSHA256 = try fileSHA256(trainData)
+        if let stored = state.trainDataSHA256, stored != trainDataSHA256 {
+            throw RunError.trainDataChanged(directory: directory.path, file: trainData.path, was: stored, now: trainDataSHA256)
+        }
+        return ResumeState(state: state, checkpoint: checkpoint, url: latest.url, trainDataSHA256: trainDataSHA256)
     }
 }

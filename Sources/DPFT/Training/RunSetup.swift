@@ -45,6 +45,8 @@ struct PreparedRun {
     let recipeHash: String
     let base: Checkpoint
     let data: RunData
+    /// SHA-256 of the training file, stored in the resume state.
+    let trainDataSHA256: String
     let model: Transformer
     let privacy: PrivacyPlan?
     let optimizer: Optimizer
@@ -65,10 +67,12 @@ extension RecipeRunner {
         return registry
     }
 
-    /// With `--resume`: the newest checkpoint of the run directory, written by this recipe.
+    /// With `--resume`: the newest checkpoint of the run directory, written by this recipe on
+    /// the same training data (its SHA-256).
     func setupResume(recipeHash: String) throws -> ResumeState? {
         guard resume else { return nil }
-        let resumed = try ResumeState.latest(in: URL(fileURLWithPath: recipe.output.directory), recipeHash: recipeHash)
+        let resumed = try ResumeState.latest(in: URL(fileURLWithPath: recipe.output.directory), recipeHash: recipeHash,
+                                             trainData: URL(fileURLWithPath: recipe.data.train))
         log("resuming from \(resumed.url.path) at step \(resumed.state.step)")
         return resumed
     }
