@@ -224,15 +224,15 @@ final class BookKeeper: GradientSink {
             let gramE = scratchBuffer(L * L)
             sgemm(transposeA: false, transposeB: true, m: L, n: L, k: outFeatures,
                   a: e, lda: eStride, b: e, ldb: eStride, c: gramE, ldc: L)
-            var partial: Float = 0
-            for j in 0..<(L * L) { partial += gramOfA[j] * gramE[j] }
-            return Double(partial)
+            var sum = 0.0
+            for j in 0..<(L * L) { sum += Double(gramOfA[j]) * Double(gramE[j]) }
+            return sum
         }
         let gradient = scratchBuffer(inFeatures * outFeatures)
         sgemm(transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: L,
               a: e, lda: eStride, b: a, ldb: aStride, c: gradient, ldc: inFeatures)
         var sum = 0.0
-        for j in 0..<(inFeatures * outFeatures) { sum += Double(gradient[j] * gradient[j]) }
+        for j in 0..<(inFeatures * outFeatures) { sum += squared(gradient[j]) }
         return sum
     }
 
@@ -245,7 +245,7 @@ final class BookKeeper: GradientSink {
             vector.update(repeating: 0, count: width)
             addRows(into: vector, e: e, eStride: eStride, width: width, rows: segment.rows)
             var sum = 0.0
-            for c in 0..<width { sum += Double(vector[c] * vector[c]) }
+            for c in 0..<width { sum += squared(vector[c]) }
             normSquared[segment.example * groupCount + group] += sum
         }
         record(tensor: tensor, group: group, stable: false, rows: rows.rows, width: width,
@@ -262,7 +262,7 @@ final class BookKeeper: GradientSink {
             let g = storage.base + segment.example * C
             addNormWeightGradient(into: g, dout: dout, inp: inp, mean: mean, rstd: rstd, rows: segment.rows, channels: C)
             var sum = 0.0
-            for c in 0..<C { sum += Double(g[c] * g[c]) }
+            for c in 0..<C { sum += squared(g[c]) }
             normSquared[segment.example * groupCount + group] += sum
         }
         hold(PendingBook(tensor: tensor, book: .perExample(gradients: storage.base, width: C), owned: storage), group: group)
@@ -283,9 +283,9 @@ final class BookKeeper: GradientSink {
                 let et = e + (first + t) * C
                 for s in t..<L where ids[first + s] == ids[first + t] {
                     let es = e + (first + s) * C
-                    var dot: Float = 0
-                    for c in 0..<C { dot += et[c] * es[c] }
-                    sum += (s == t ? 1 : 2) * Double(dot)
+                    var dot = 0.0
+                    for c in 0..<C { dot += Double(et[c]) * Double(es[c]) }
+                    sum += (s == t ? 1 : 2) * dot
                 }
             }
             if let head {
@@ -310,7 +310,7 @@ final class BookKeeper: GradientSink {
         var cross = 0.0
         for s in 0..<L {
             let dlogits = head.e + (first + s) * head.eStride
-            for t in 0..<L { cross += Double(dlogits[Int(ids[first + t])] * products[s * L + t]) }
+            for t in 0..<L { cross += Double(dlogits[Int(ids[first + t])]) * Double(products[s * L + t]) }
         }
         return cross
     }
@@ -323,7 +323,7 @@ final class BookKeeper: GradientSink {
             var sum = 0.0
             for n in segment.rows {
                 let row = e + n * C
-                for c in 0..<C { sum += Double(row[c] * row[c]) }
+                for c in 0..<C { sum += squared(row[c]) }
             }
             normSquared[segment.example * groupCount + group] += sum
         }
@@ -481,3 +481,9 @@ final class BookKeeper: GradientSink {
         return (UnsafePointer(copy), width)
     }
 }
+
+/// x² in Double: per-example squared norms are reductions of many terms of mixed size, so both
+/// the square and its sum are formed in Double (a Float square loses the low bits of x·x, a
+/// Float sum loses small terms next to a large one). Gram matrices and gradients stay Float.
+@inline(__always)
+private func squared(_ x: Float) -> Double { Double(x) * Double(x) }
