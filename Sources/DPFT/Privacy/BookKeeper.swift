@@ -101,6 +101,8 @@ final class BookKeeper: GradientSink {
     private(set) var peakBytesHeld = 0
 
     private var scratch = TensorStorage(count: 0)
+    /// A GEMM operand with its removed rows zeroed, made only when such a row is non-finite.
+    private var maskedRows = TensorStorage(count: 0)
     /// Per-example Gram matrices a_i a_iᵀ (L_i × L_i, packed in example order) of the last input
     /// seen, each made on first use: q/k/v (gate/up, an expert's w1/w3) share their input, so
     /// their ghost norms share these.
@@ -222,15 +224,15 @@ final class BookKeeper: GradientSink {
             let gramE = scratchBuffer(L * L)
             sgemm(transposeA: false, transposeB: true, m: L, n: L, k: outFeatures,
                   a: e, lda: eStride, b: e, ldb: eStride, c: gramE, ldc: L)
-            var partial: Float = 0
-            for j in 0..<(L * L) { partial += gramOfA[j] * gramE[j] }
-            return Double(partial)
+            var sum = 0.0
+            for j in 0..<(L * L) { sum += Double(gramOfA[j]) * Double(gramE[j]) }
+            return sum
         }
         let gradient = scratchBuffer(inFeatures * outFeatures)
         sgemm(transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: L,
               a: e, lda: eStride, b: a, ldb: aStride, c: gradient, ldc: inFeatures)
         var sum = 0.0
-        for j in 0..<(inFeatures * outFeatures) { sum += Double(gradient[j] * gradient[j]) }
+        for j in 0..<(inFeatures * outFeatures) { sum += squared(gradient[j]) }
         return sum
     }
 
@@ -243,7 +245,7 @@ final class BookKeeper: GradientSink {
             vector.update(repeating: 0, count: width)
             addRows(into: vector, e: e, eStride: eStride, width: width, rows: segment.rows)
             var sum = 0.0
-            for c in 0..<width { sum += Double(vector[c] * vector[c]) }
+            for c in 0..<width { sum += squared(vector[c]) }
             normSquared[segment.example * groupCount + group] += sum
         }
         record(tensor: tensor, group: group, stable: false, rows: rows.rows, width: width,
@@ -260,7 +262,7 @@ final class BookKeeper: GradientSink {
             let g = storage.base + segment.example * C
             addNormWeightGradient(into: g, dout: dout, inp: inp, mean: mean, rstd: rstd, rows: segment.rows, channels: C)
             var sum = 0.0
-            for c in 0..<C { sum += Double(g[c] * g[c]) }
+            for c in 0..<C { sum += squared(g[c]) }
             normSquared[segment.example * groupCount + group] += sum
         }
         hold(PendingBook(tensor: tensor, book: .perExample(gradients: storage.base, width: C), owned: storage), group: group)
@@ -281,9 +283,9 @@ final class BookKeeper: GradientSink {
                 let et = e + (first + t) * C
                 for s in t..<L where ids[first + s] == ids[first + t] {
                     let es = e + (first + s) * C
-                    var dot: Float = 0
-                    for c in 0..<C { dot += et[c] * es[c] }
-                    sum += (s == t ? 1 : 2) * Double(dot)
+                    var dot = 0.0
+                    for c in 0..<C { dot += Double(et[c]) * Double(es[c]) }
+                    sum += (s == t ? 1 : 2) * dot
                 }
             }
             if let head {
@@ -308,7 +310,7 @@ final class BookKeeper: GradientSink {
         var cross = 0.0
         for s in 0..<L {
             let dlogits = head.e + (first + s) * head.eStride
-            for t in 0..<L { cross += Double(dlogits[Int(ids[first + t])] * products[s * L + t]) }
+            for t in 0..<L { cross += Double(dlogits[Int(ids[first + t])]) * Double(products[s * L + t]) }
         }
         return cross
     }
@@ -321,7 +323,7 @@ final class BookKeeper: GradientSink {
             var sum = 0.0
             for n in segment.rows {
                 let row = e + n * C
-                for c in 0..<C { sum += Double(row[c] * row[c]) }
+                for c in 0..<C { sum += squared(row[c]) }
             }
             normSquared[segment.example * groupCount + group] += sum
         }
@@ -395,50 +397,93 @@ final class BookKeeper: GradientSink {
         pending[group].removeAll()
     }
 
-    /// Adds the clipped sum of one book into `target`.
+    /// Adds the clipped sum of one book into `target`. An example with clip factor 0 (a
+    /// non-finite norm) contributes exactly nothing: its rows are skipped, or zeroed in both GEMM
+    /// operands, never multiplied by 0 (0 · NaN = NaN would poison the whole group's sum).
     private func apply(_ book: Book, factors: [Float], target: UnsafeMutablePointer<Float>) {
         switch book {
         case .outerProduct(let e, let eStride, let a, let aStride, let inFeatures, let outFeatures, let scale, let rows):
             let rowFactors = rows.rowFactors(factors)
             clippedOuterProduct(target: target, e: e, eStride: eStride, a: a, aStride: aStride, inFeatures: inFeatures,
-                                outFeatures: outFeatures, scale: scale, rows: rows.rows) { rowFactors[$0] }
+                                outFeatures: outFeatures, scale: scale, rowFactors: rowFactors)
         case .rowSum(let e, let eStride, let width, let rows):
-            for segment in rows.segments {
+            for segment in rows.segments where factors[segment.example] != 0 {
                 addRows(into: target, e: e, eStride: eStride, width: width, rows: segment.rows, factor: factors[segment.example])
             }
         case .perExample(let gradients, let width):
-            for i in 0..<batchSize {
+            for i in 0..<batchSize where factors[i] != 0 {
                 addRows(into: target, e: gradients, eStride: width, width: width, rows: i..<(i + 1), factor: factors[i])
             }
         case .scatter(let e, let width, let positional):
-            for segment in rows.segments {
+            for segment in rows.segments where factors[segment.example] != 0 {
                 addScatteredRows(into: target, e: e, width: width, segment: segment, ids: ids!, positional: positional,
                                  factor: factors[segment.example])
             }
         }
     }
 
-    /// target += scale · (diag(c) e)ᵀ a over `rows` rows, c = `factor(row)`:
-    /// (diag(c) e)ᵀ a = eᵀ (diag(c) a), so scale the narrower of e and a, then one GEMM.
+    /// target += scale · (diag(c) e)ᵀ a over the rows of `rowFactors` (c), one GEMM:
+    /// (diag(c) e)ᵀ a = eᵀ (diag(c) a), so scale the narrower of e and a. Rows with c = 0
+    /// (padding, removed examples) are zero in the scaled operand and, where they hold a
+    /// non-finite value, in a copy of the other operand too, so that they add exact zeros.
     private func clippedOuterProduct(target: UnsafeMutablePointer<Float>, e: UnsafePointer<Float>, eStride: Int,
                                      a: UnsafePointer<Float>, aStride: Int, inFeatures: Int, outFeatures: Int,
-                                     scale: Float, rows N: Int, factor: (Int) -> Float) {
+                                     scale: Float, rowFactors: [Float]) {
+        let N = rowFactors.count
+        guard N > 0 else { return }
         if outFeatures <= inFeatures {
-            let scaled = scratchBuffer(N * outFeatures)
-            for n in 0..<N {
-                let c = factor(n), source = e + n * eStride, row = scaled + n * outFeatures
-                for o in 0..<outFeatures { row[o] = c * source[o] }
-            }
+            let scaled = scaledRows(e, stride: eStride, width: outFeatures, rowFactors: rowFactors)
+            let (other, otherStride) = finiteRows(a, stride: aStride, width: inFeatures, rowFactors: rowFactors)
             sgemm(transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: N, alpha: scale,
-                  a: scaled, lda: outFeatures, b: a, ldb: aStride, beta: 1, c: target, ldc: inFeatures)
+                  a: scaled, lda: outFeatures, b: other, ldb: otherStride, beta: 1, c: target, ldc: inFeatures)
         } else {
-            let scaled = scratchBuffer(N * inFeatures)
-            for n in 0..<N {
-                let c = factor(n), source = a + n * aStride, row = scaled + n * inFeatures
-                for d in 0..<inFeatures { row[d] = c * source[d] }
-            }
+            let scaled = scaledRows(a, stride: aStride, width: inFeatures, rowFactors: rowFactors)
+            let (other, otherStride) = finiteRows(e, stride: eStride, width: outFeatures, rowFactors: rowFactors)
             sgemm(transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: N, alpha: scale,
-                  a: e, lda: eStride, b: scaled, ldb: inFeatures, beta: 1, c: target, ldc: inFeatures)
+                  a: other, lda: otherStride, b: scaled, ldb: inFeatures, beta: 1, c: target, ldc: inFeatures)
         }
     }
+
+    /// diag(c) x into `scratch` ([N, width], packed); a row with c = 0 is written as zeros.
+    private func scaledRows(_ x: UnsafePointer<Float>, stride: Int, width: Int,
+                            rowFactors: [Float]) -> UnsafePointer<Float> {
+        let scaled = scratchBuffer(rowFactors.count * width)
+        for (n, c) in rowFactors.enumerated() {
+            let source = x + n * stride, row = scaled + n * width
+            if c == 0 {
+                row.update(repeating: 0, count: width)
+            } else {
+                for j in 0..<width { row[j] = c * source[j] }
+            }
+        }
+        return UnsafePointer(scaled)
+    }
+
+    /// `x` itself when every row with c = 0 is finite (the common case: padding rows hold finite
+    /// activations and zero gradients); otherwise a copy with those rows zeroed.
+    private func finiteRows(_ x: UnsafePointer<Float>, stride: Int, width: Int,
+                            rowFactors: [Float]) -> (UnsafePointer<Float>, Int) {
+        var poisoned = false
+        for (n, c) in rowFactors.enumerated() where c == 0 && !poisoned {
+            let row = x + n * stride
+            for j in 0..<width where !row[j].isFinite { poisoned = true }
+        }
+        guard poisoned else { return (x, stride) }
+        if maskedRows.count < rowFactors.count * width { maskedRows = TensorStorage(count: rowFactors.count * width) }
+        let copy = maskedRows.base
+        for (n, c) in rowFactors.enumerated() {
+            if c == 0 {
+                (copy + n * width).update(repeating: 0, count: width)
+            } else {
+                (copy + n * width).update(from: x + n * stride, count: width)
+            }
+        }
+        return (UnsafePointer(copy), width)
+    }
 }
+
+/// x² in Double: per-example squared norms are reductions of many terms of mixed size, so both
+/// the square and its sum are formed in Double (a Float square loses the low bits of x·x, a
+/// Float sum loses small terms next to a large one). Gram matrices and gradients stay Float.
+@inline(__always)
+private func squared(_ x: Float) -> Double { Double(x) * Double(x) }
