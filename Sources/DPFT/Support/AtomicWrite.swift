@@ -5,11 +5,9 @@ import Foundation
 /// when `write` throws.
 func writeAtomically(to destination: URL, _ write: (URL) throws -> Void) throws {
     let directory = destination.deletingLastPathComponent()
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory),
-          isDirectory.boolValue else {
+    if let problem = FileProblem.directoryProblem(at: directory.path) {
         throw CheckpointError.writeFailed(path: destination.path,
-                                          reason: "directory \(directory.path) does not exist")
+                                          reason: problem == "no such directory" ? "the directory \(directory.path) does not exist" : problem)
     }
     let temporary = directory.appendingPathComponent(
         ".\(destination.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))")

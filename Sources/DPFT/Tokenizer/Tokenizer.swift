@@ -106,7 +106,7 @@ public final class Tokenizer: @unchecked Sendable {
         do {
             data = try Data(contentsOf: url)
         } catch {
-            throw TokenizerError.unreadableFile(path: path, reason: error.localizedDescription)
+            throw TokenizerError.unreadableFile(path: path, reason: FileProblem.reason(for: error, path: path))
         }
         try self.init(modelBytes: [UInt8](data), source: path)
     }

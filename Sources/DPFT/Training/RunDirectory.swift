@@ -14,7 +14,7 @@ struct RunDirectory {
         do {
             try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         } catch {
-            throw RunError.cannotCreateDirectory(path: url.path, reason: error.localizedDescription)
+            throw RunError.cannotCreateDirectory(path: url.path, reason: FileProblem.reason(for: error, path: url.path))
         }
         try writeAtomically(to: url.appendingPathComponent("recipe.json")) { try Data(recipe.resolvedJSON.utf8).write(to: $0) }
         let metricsURL = url.appendingPathComponent("metrics.jsonl")
