@@ -56,7 +56,7 @@ import Testing
             try Evaluation.evaluate(checkpoint, dataFile: data, encoder: nil, batchSize: 2)
         }
         try Data("{\"input_ids\": [1, 999]}\n".utf8).write(to: data)
-        #expect(throws: ModelError.tokenOutOfRange(id: 999, vocabularySize: 301)) {
+        #expect(throws: DataError.tokenOutOfVocabulary(path: data.path, line: 1, id: 999, vocabularySize: 301, pretokenized: true)) {
             try Evaluation.evaluate(checkpoint, dataFile: data, encoder: nil, batchSize: 2)
         }
         try Data("\n".utf8).write(to: data)
