@@ -29,6 +29,10 @@ import Testing
         #expect(FileProblem.reason(for: try #require(creating), path: run.path) == blocked)
         let explained = FileProblem.explained(try #require(creating)) as? FileAccessError
         #expect(explained?.reason == blocked && explained?.description.contains("NSCocoaErrorDomain") == false)
+        let existing = #expect(throws: (any Error).self) {
+            try FileManager.default.createDirectory(at: place.file, withIntermediateDirectories: true)
+        }
+        #expect(FileProblem.reason(for: try #require(existing), path: place.file.path) == blocked)
 
         let missing = place.directory.appendingPathComponent("missing.json")
         let reading = #expect(throws: (any Error).self) { try Data(contentsOf: missing) }
@@ -82,6 +86,19 @@ import Testing
         #expect(throws: CheckpointError.writeFailed(path: nowhere.path,
                                                     reason: "the directory \(nowhere.deletingLastPathComponent().path) does not exist")) {
             try checkpoint.write(to: nowhere)
+        }
+    }
+
+    /// A recipe whose output.directory lies under a regular file said "NSCocoaErrorDomain error 512".
+    @Test func aRunDirectoryUnderARegularFileSaysSo() throws {
+        let workspace = try RecipeRunnerTests.Workspace()
+        defer { try? FileManager.default.removeItem(at: workspace.directory) }
+        let file = workspace.directory.appendingPathComponent("somefile")
+        try Data("x".utf8).write(to: file)
+        let recipe = try workspace.recipe(output: "somefile/run")
+        #expect(throws: RunError.cannotCreateDirectory(path: file.appendingPathComponent("run").path,
+                                                       reason: "not a directory: \(file.path) is a regular file")) {
+            try workspace.run(recipe)
         }
     }
 }

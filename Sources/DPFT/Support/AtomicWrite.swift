@@ -6,8 +6,7 @@ import Foundation
 func writeAtomically(to destination: URL, _ write: (URL) throws -> Void) throws {
     let directory = destination.deletingLastPathComponent()
     if let problem = FileProblem.directoryProblem(at: directory.path) {
-        throw CheckpointError.writeFailed(path: destination.path,
-                                          reason: problem == "no such directory" ? "the directory \(directory.path) does not exist" : problem)
+        throw CheckpointError.writeFailed(path: destination.path, reason: problem)
     }
     let temporary = directory.appendingPathComponent(
         ".\(destination.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))")

@@ -34,11 +34,11 @@ public enum FileProblem {
     }
 
     /// Why files cannot be written into the directory `path`, or nil when it is a directory:
-    /// "no such directory", "not a directory: … is a regular file".
+    /// "the directory … does not exist", "not a directory: … is a regular file".
     public static func directoryProblem(at path: String) -> String? {
         if let blocked = notADirectoryAncestor(of: path) { return blocked }
         switch kind(of: path) {
-        case nil: return "no such directory"
+        case nil: return "the directory \(path) does not exist"
         case "a directory"?: return nil
         case let other?: return "not a directory: \(path) is \(other)"
         }
@@ -111,10 +111,11 @@ public enum FileProblem {
         }
     }
 
-    /// "it is a directory" / "it already exists and is a regular file".
+    /// "it is a directory" / "not a directory: P is a regular file" (EEXIST: dpft only creates
+    /// directories without overwriting, so what is in the way is a file where one should be).
     private static func existing(_ path: String) -> String {
         let kind = kind(of: path)
-        return kind == "a directory" ? "it is a directory" : "it already exists and is \(kind ?? "in the way")"
+        return kind == "a directory" ? "it is a directory" : "not a directory: \(path) is \(kind ?? "in the way")"
     }
 
     /// The POSIX error code inside a Foundation error (itself, or its underlying error).

@@ -271,12 +271,8 @@ extension Tokenizer {
                                   characterCoverage: characterCoverage, extraOptions: extraOptions)
 
         let outputDirectory = output.deletingLastPathComponent()
-        var outputIsDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: outputDirectory.path,
-                                             isDirectory: &outputIsDirectory),
-              outputIsDirectory.boolValue else {
-            throw TokenizerError.outputNotWritable(
-                path: output.path, reason: "the directory \(outputDirectory.path) does not exist")
+        if let problem = FileProblem.directoryProblem(at: outputDirectory.path) {
+            throw TokenizerError.outputNotWritable(path: output.path, reason: problem)
         }
         let prefix = outputDirectory
             .appendingPathComponent(".\(output.lastPathComponent).training-\(UUID().uuidString)").path
