@@ -13,7 +13,8 @@ func loadTokenizer(path: String?, checkpoint: Checkpoint, checkpointPath: String
 
 /// How `dpft eval` and `dpft norms` read a data file: with a recipe, its templates, BOS/EOS
 /// and data rules (`format`, `on_malformed`); without one, the plain encoder and the default
-/// rules. Either way examples are cut to the model's positions (see `ExampleLoader`).
+/// rules. Either way examples are cut to the model's positions and their ids checked against
+/// its vocabulary (see `ExampleLoader`).
 func exampleLoader(recipe: Recipe?, tokenizer: Tokenizer?, checkpoint: Checkpoint) throws -> ExampleLoader {
     let encoder: ExampleEncoder?
     if let recipe, let tokenizer {
@@ -21,9 +22,9 @@ func exampleLoader(recipe: Recipe?, tokenizer: Tokenizer?, checkpoint: Checkpoin
     } else {
         encoder = try ExampleEncoding.plainEncoder(tokenizer)
     }
-    let positions = checkpoint.config.maxPositions
-    return recipe.map { ExampleLoader(recipe: $0.data, encoder: encoder, maxLength: positions) }
-        ?? ExampleLoader(encoder: encoder, maxLength: positions)
+    let positions = checkpoint.config.maxPositions, vocabulary = checkpoint.config.vocabularySize
+    return recipe.map { ExampleLoader(recipe: $0.data, encoder: encoder, maxLength: positions, vocabularySize: vocabulary) }
+        ?? ExampleLoader(encoder: encoder, maxLength: positions, vocabularySize: vocabulary)
 }
 
 /// Writes "note: …" to standard error.

@@ -10,4 +10,11 @@ struct DPFTCommand: ParsableCommand {
                       RecipeCommand.self, RecipesCommand.self, AuditCommand.self, NormsCommand.self, PluginsCommand.self, TokenizerCommand.self, PrivacyCommand.self, BenchCommand.self])
 }
 
-DPFTCommand.main()
+// ArgumentParser's `main()`, with Foundation file errors no command explained put in words
+// (Foundation says "The operation could not be completed. (NSCocoaErrorDomain error 512.)").
+do {
+    var command = try DPFTCommand.parseAsRoot()
+    try command.run()
+} catch {
+    DPFTCommand.exit(withError: FileProblem.explained(error))
+}

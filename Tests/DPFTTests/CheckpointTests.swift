@@ -27,8 +27,8 @@ import Testing
         var checkpoint = Checkpoint.initialized(config: try Self.config(json), seed: 7)
         checkpoint.privacyLedger = #"{"epsilon": 1.5, "delta": 1e-05}"#
         checkpoint.tokenizerModel = [0, 1, 2, 255]
-        checkpoint.adapters["model.lora_A.weight"] = Tensor(shape: [2, 3], values: [1, 2, 3, 4, 5, 6])
-        checkpoint.adapterConfig = #"{"r": 2}"#
+        let lora = LoRAConfig(rank: 2, alpha: 4, targets: [checkpoint.config.adaptableModuleNames[0]])
+        try checkpoint.addAdapters(lora, seed: 5)
         checkpoint.optimizerState["exp_avg/model.lora_A.weight"] = Tensor(shape: [2, 3], values: [6, 5, 4, 3, 2, 1])
         checkpoint.optimizerState["step_scalar"] = Tensor(shape: [], values: [3])
         checkpoint.trainingState = #"{"step": 12}"#
@@ -43,8 +43,11 @@ import Testing
         }
         #expect(loaded.privacyLedger == checkpoint.privacyLedger)
         #expect(loaded.tokenizerModel == [0, 1, 2, 255])
-        #expect(loaded.adapters["model.lora_A.weight"]?.values == [1, 2, 3, 4, 5, 6])
-        #expect(loaded.adapterConfig == #"{"r": 2}"#)
+        #expect(Set(loaded.adapters.keys) == Set(checkpoint.adapters.keys) && !loaded.adapters.isEmpty)
+        for (name, tensor) in checkpoint.adapters {
+            #expect(loaded.adapters[name]?.values.map(\.bitPattern) == tensor.values.map(\.bitPattern), "\(name)")
+        }
+        #expect(loaded.adapterConfig == lora.peftJSON)
         #expect(loaded.optimizerState["exp_avg/model.lora_A.weight"]?.values == [6, 5, 4, 3, 2, 1])
         #expect(loaded.optimizerState["step_scalar"]?.values == [3])
         #expect(loaded.trainingState == #"{"step": 12}"#)
@@ -202,5 +205,46 @@ import Testing
         let error = #expect(throws: ConfigError.self) { try Self.config(json) }
         #expect(error?.description.contains("`\(key)`") == true, "\(error.map(String.init(describing:)) ?? "no error")")
         #expect(error?.description.contains("test-config.json") == true)
+    }
+
+    /// A checkpoint's LoRA adapters are checked against their adapter_config when it is read:
+    /// an adapter_config that does not decode names the file and the key (it used to print
+    /// Swift's DecodingError), and a mis-shaped adapter names its shape and the one expected
+    /// (it used to be reported as missing) — at load, in the model and in a merge.
+    @Test func adaptersAreCheckedAgainstTheirConfig() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let url = directory.appendingPathComponent("lora.h5")
+        var checkpoint = Checkpoint.initialized(config: try Self.config(Self.tinyLlama), seed: 1)
+        try checkpoint.addAdapters(LoRAConfig(rank: 2, alpha: 4, targets: ["q_proj"]), seed: 2)
+        let good = checkpoint
+
+        for (config, key, reason) in [
+            (#"{"r": "two", "lora_alpha": 4, "target_modules": ["q_proj"]}"#, "r", #"expected a number, found "two""#),
+            (#"{"r": 2, "lora_alpha": 4}"#, "target_modules", "is required but missing"),
+            (#"{"r": 2, "lora_alpha": 4, "target_modules": [1]}"#, "target_modules[0]", "expected a string, found 1"),
+        ] {
+            checkpoint.adapterConfig = config
+            try checkpoint.write(to: url)
+            #expect(throws: LoRAError.badAdapterConfig(source: url.path, key: key, reason: reason)) {
+                try Checkpoint.read(from: url)
+            }
+        }
+
+        checkpoint = good
+        let name = "model.layers.1.self_attn.q_proj.lora_A.weight"
+        checkpoint.adapters[name] = Tensor(zeros: [3, 8])
+        try checkpoint.write(to: url)
+        #expect(throws: LoRAError.adapterShapeMismatch(name: name, found: [3, 8], expected: [2, 8], source: url.path)) {
+            try Checkpoint.read(from: url)
+        }
+        let inMemory = LoRAError.adapterShapeMismatch(name: name, found: [3, 8], expected: [2, 8], source: "the checkpoint")
+        #expect(throws: inMemory) { try Transformer(checkpoint: checkpoint, maxBatchSize: 1, maxSequenceLength: 4) }
+        #expect(throws: inMemory) { try checkpoint.mergeAdapters() }
+        checkpoint.adapters[name] = nil
+        #expect(throws: LoRAError.missingAdapter(name: name, source: "the checkpoint")) { try checkpoint.mergeAdapters() }
+
+        try good.write(to: url)
+        #expect(try Checkpoint.read(from: url).adapters.count == good.adapters.count)
     }
 }

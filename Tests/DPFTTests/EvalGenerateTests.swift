@@ -56,13 +56,29 @@ import Testing
             try Evaluation.evaluate(checkpoint, dataFile: data, encoder: nil, batchSize: 2)
         }
         try Data("{\"input_ids\": [1, 999]}\n".utf8).write(to: data)
-        #expect(throws: ModelError.tokenOutOfRange(id: 999, vocabularySize: 301)) {
+        #expect(throws: DataError.tokenOutOfVocabulary(path: data.path, line: 1, id: 999, vocabularySize: 301, pretokenized: true)) {
             try Evaluation.evaluate(checkpoint, dataFile: data, encoder: nil, batchSize: 2)
         }
         try Data("\n".utf8).write(to: data)
         #expect(throws: DataError.noExamples(path: data.path)) {
             try Evaluation.evaluate(checkpoint, dataFile: data, encoder: nil, batchSize: 2)
         }
+    }
+
+    /// With no scored token there is no mean loss: evaluation used to report loss 0 and
+    /// perplexity 1; it is an error that says no token was scored and why.
+    @Test func evaluationWithNoScoredTokenIsAnError() throws {
+        let checkpoint = try HuggingFace.importModel(from: Fixtures.url("hf/gpt2-tiny"))
+        let unscored = [TokenizedExample(ids: [1, 2, 3], labels: [5, -100, -100]), TokenizedExample(ids: [4], labels: nil)]
+        let error = #expect(throws: EvaluationError.noScoredTokens(examples: 2)) {
+            try Evaluation.evaluate(checkpoint, examples: unscored, batchSize: 2)
+        }
+        #expect(error?.description.hasPrefix("no token was scored: none of the 2 examples") == true)
+        #expect(throws: EvaluationError.noScoredTokens(examples: 0)) {
+            try Evaluation.evaluate(checkpoint, examples: [], batchSize: 2)
+        }
+        let scored = try Evaluation.evaluate(checkpoint, examples: unscored + [TokenizedExample(ids: [1, 2], labels: nil)], batchSize: 2)
+        #expect(scored.tokens == 1 && scored.examples == 3 && scored.loss > 0)
     }
 
     /// The KV-cached decoder must reproduce full-prefix decoding token for token (Mixtral too:

@@ -255,9 +255,16 @@ struct TokenizerTrainingTests {
             try Tokenizer.train(input: corpus, vocabularySize: 100, output: output,
                                 extraOptions: ["no_such_flag": "1"])
         }
-        #expect(throws: TokenizerError.self) {
-            try Tokenizer.train(input: corpus, vocabularySize: 100,
-                                output: directory.appendingPathComponent("no/such/dir/tok.model"))
+        let nowhere = directory.appendingPathComponent("no/such/dir/tok.model")
+        #expect(throws: TokenizerError.outputNotWritable(
+            path: nowhere.path, reason: "the directory \(nowhere.deletingLastPathComponent().path) does not exist")) {
+            try Tokenizer.train(input: corpus, vocabularySize: 100, output: nowhere)
+        }
+        // under a regular file: it said the directory did not exist
+        let underFile = corpus.appendingPathComponent("tok.model")
+        #expect(throws: TokenizerError.outputNotWritable(path: underFile.path,
+                                                         reason: "not a directory: \(corpus.path) is a regular file")) {
+            try Tokenizer.train(input: corpus, vocabularySize: 100, output: underFile)
         }
         #expect(!FileManager.default.fileExists(atPath: output.path))
     }

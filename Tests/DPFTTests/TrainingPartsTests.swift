@@ -45,7 +45,8 @@ import Testing
         #expect(throws: DataError.self) { try ExampleLoader(format: .text, encoder: nil).load(path: url.path) }
         // nothing scored at all: the error says so
         try Data("{\"input_ids\": [3]}\n".utf8).write(to: url)
-        #expect(throws: DataError.noTrainableTokens(path: url.path, dropped: 1, maxLength: nil)) {
+        #expect(throws: DataError.noTrainableTokens(path: url.path, dropped: [DroppedExample(line: 1, cause: .nothingToTrainOn(
+            "it has 1 token; an example needs two (each token is scored against the next)"))])) {
             try ExampleLoader(encoder: nil).load(path: url.path)
         }
     }

@@ -163,7 +163,8 @@ public struct Checkpoint {
 
     /// Reads and validates a checkpoint: the format marker and version, the config (and that
     /// `model_type` agrees with it), every tensor's presence and shape, and that every weight
-    /// is finite. Errors name the file and the tensor.
+    /// is finite; LoRA adapters against their adapter_config (`validateAdapters`). Errors name
+    /// the file and the tensor or key.
     public static func read(from url: URL) throws -> Checkpoint {
         let path = url.path
         let file = try HDF5File.openForReading(path)
@@ -177,6 +178,7 @@ public struct Checkpoint {
                 checkpoint.adapters[name] = try finite(try file.readTensor(at: "/adapters/\(name)"), name: name, path: path)
             }
             checkpoint.adapterConfig = try file.attribute("adapter_config", on: "/adapters")?.stringValue
+            try checkpoint.validateAdapters(source: path)
         }
         if file.exists("/privacy") {
             checkpoint.privacyLedger = try file.attribute("ledger", on: "/privacy")?.stringValue

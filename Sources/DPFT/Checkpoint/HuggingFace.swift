@@ -149,9 +149,9 @@ public enum HuggingFace {
         checkpoint.optimizerState = [:]
         checkpoint.trainingState = nil
         do {
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            try FileProblem.createDirectory(atPath: directory.path)
         } catch {
-            throw CheckpointError.writeFailed(path: directory.path, reason: error.localizedDescription)
+            throw CheckpointError.writeFailed(path: directory.path, reason: error.reason)
         }
         try writeFile(Data(checkpoint.config.json.utf8), to: directory.appendingPathComponent("config.json"))
         switch format {
@@ -186,7 +186,7 @@ public enum HuggingFace {
             do {
                 try data.write(to: temporary)
             } catch {
-                throw CheckpointError.writeFailed(path: url.path, reason: error.localizedDescription)
+                throw CheckpointError.writeFailed(path: url.path, reason: FileProblem.reason(for: error, path: url.path))
             }
         }
     }

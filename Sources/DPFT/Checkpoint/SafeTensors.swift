@@ -185,7 +185,7 @@ public struct SafeTensorsFile: Sendable {
         do {
             data = try Data(contentsOf: url, options: .alwaysMapped)
         } catch {
-            throw SafeTensorsError.cannotRead(path: url.path, reason: error.localizedDescription)
+            throw SafeTensorsError.cannotRead(path: url.path, reason: FileProblem.reason(for: error, path: url.path))
         }
         return try SafeTensorsFile(url: url, data: data)
     }
@@ -501,7 +501,7 @@ extension SafeTensorsFile {
                     }
                     try handle.synchronize()  // the bytes are on disk before the name points at them
                 } catch {
-                    throw SafeTensorsError.writeFailed(path: path, reason: error.localizedDescription)
+                    throw SafeTensorsError.writeFailed(path: path, reason: FileProblem.reason(for: error, path: temporaryURL.path))
                 }
             }
         } catch CheckpointError.writeFailed(_, let reason) {

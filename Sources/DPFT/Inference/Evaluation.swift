@@ -20,6 +20,22 @@ public struct TokenizedExample: Sendable, Equatable {
     }
 }
 
+/// An evaluation that cannot give a loss.
+public enum EvaluationError: Error, CustomStringConvertible, Equatable {
+    /// No token was scored, so there is no mean loss (it used to print loss 0, perplexity 1).
+    case noScoredTokens(examples: Int)
+
+    public var description: String {
+        switch self {
+        case .noScoredTokens(0):
+            return "no token was scored: there are no examples to evaluate."
+        case .noScoredTokens(let examples):
+            return "no token was scored: none of the \(examples) examples has a label other than −100 after its first token "
+                + "(each token is scored against the next), e.g. every assistant turn was cut off; there is no loss to report."
+        }
+    }
+}
+
 /// Evaluation of a model on tokenized examples.
 public enum Evaluation {
     /// Mean token cross-entropy over every label token of every example.
@@ -31,6 +47,7 @@ public enum Evaluation {
     }
 
     /// Runs the model over `examples` in micro-batches (no gradients); loss = Σ token CE / tokens.
+    /// Throws `EvaluationError.noScoredTokens` when no token is scored.
     public static func evaluate(_ model: Transformer, examples: [TokenizedExample], batchSize: Int,
                                 progress: ((Int) -> Void)? = nil) throws -> Result {
         var totalLoss = 0.0, totalTokens = 0
@@ -42,17 +59,21 @@ public enum Evaluation {
             }
             progress?(micro.done)
         }
-        let loss = totalTokens > 0 ? totalLoss / Double(totalTokens) : 0
+        guard totalTokens > 0 else { throw EvaluationError.noScoredTokens(examples: examples.count) }
+        let loss = totalLoss / Double(totalTokens)
         return Result(loss: loss, perplexity: exp(loss), tokens: totalTokens, examples: examples.count)
     }
 
     /// Evaluates a checkpoint on a JSON Lines file of any record shape, as `dpft eval` does
     /// without a recipe: read by `ExampleLoader` (every shape, a bad line stops, examples cut to
     /// the model's positions and counted, examples with no scored token dropped). Returns the
-    /// number of truncated examples with the result.
+    /// number of truncated examples with the result. Ids outside the model's vocabulary are an
+    /// error naming the line.
     public static func evaluate(_ checkpoint: Checkpoint, dataFile: URL, encoder: ExampleEncoder?,
                                 batchSize: Int) throws -> (result: Result, truncated: Int) {
-        let data = try ExampleLoader(encoder: encoder, maxLength: checkpoint.config.maxPositions).load(path: dataFile.path)
+        let config = checkpoint.config
+        let loader = ExampleLoader(encoder: encoder, maxLength: config.maxPositions, vocabularySize: config.vocabularySize)
+        let data = try loader.load(path: dataFile.path)
         return (try evaluate(checkpoint, examples: data.examples, batchSize: batchSize), data.truncated)
     }
 

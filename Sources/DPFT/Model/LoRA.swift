@@ -34,12 +34,15 @@ public struct LoRAConfig: Codable, Equatable, Sendable {
     }
 }
 
-/// Errors in choosing or loading adapters.
+/// Errors in choosing or loading adapters; those about a checkpoint name it (`source`).
 public enum LoRAError: Error, CustomStringConvertible, Equatable {
     case invalidRank(Int)
     case unknownTarget(String, available: [String])
-    case missingAdapter(String)
-    case badAdapterConfig(String)
+    case missingAdapter(name: String, source: String)
+    /// An adapter tensor whose shape is not the one its module and rank imply.
+    case adapterShapeMismatch(name: String, found: [Int], expected: [Int], source: String)
+    /// The adapter_config (PEFT's adapter_config.json) lacks `key` or holds a value of the wrong kind there.
+    case badAdapterConfig(source: String, key: String, reason: String)
 
     public var description: String {
         switch self {
@@ -50,10 +53,14 @@ public enum LoRAError: Error, CustomStringConvertible, Equatable {
                 ? " A mixture-of-experts router (`block_sparse_moe.gate`) takes no LoRA: train it in full or leave it frozen." : ""
             return "LoRA target \"\(target)\" matches no linear module of this model; available: \(available.joined(separator: ", "))."
                 + router
-        case .missingAdapter(let name):
-            return "the checkpoint's adapters lack `\(name)`."
-        case .badAdapterConfig(let reason):
-            return "the checkpoint's adapter_config is unusable: \(reason)."
+        case .missingAdapter(let name, let source):
+            return "\(source): LoRA tensor `\(name)` is missing; its adapter_config adapts that module."
+        case .adapterShapeMismatch(let name, let found, let expected, let source):
+            return "\(source): LoRA tensor `\(name)` has shape \(found), but its module and the adapter_config's rank "
+                + "require \(expected) (lora_A is [r, in], lora_B is [out, r])."
+        case .badAdapterConfig(let source, let key, let reason):
+            return "\(source): adapter_config `\(key)`: \(reason). LoRA adapters need PEFT's adapter_config with "
+                + "`r` (an integer rank), `lora_alpha` (a number) and `target_modules` (an array of module names)."
         }
     }
 }
@@ -118,14 +125,41 @@ extension Checkpoint {
         adapterConfig = lora.peftJSON
     }
 
-    /// The LoRA configuration stored with the adapters, or nil when there are none.
-    public func loraConfig() throws -> LoRAConfig? {
+    /// The LoRA configuration stored with the adapters, or nil when there are none. `source`
+    /// names the checkpoint in errors, which name the adapter_config key at fault.
+    public func loraConfig(source: String = "the checkpoint") throws -> LoRAConfig? {
         guard !adapters.isEmpty else { return nil }
-        guard let text = adapterConfig else { throw LoRAError.badAdapterConfig("it is missing") }
+        guard let text = adapterConfig else {
+            throw LoRAError.badAdapterConfig(source: source, key: "adapter_config", reason: "it is missing")
+        }
+        let origin = "\(source) (adapter_config)"
         do {
-            return try JSONDecoder().decode(LoRAConfig.self, from: Data(text.utf8))
-        } catch {
-            throw LoRAError.badAdapterConfig("\(error)")
+            return try JSONValueDecoder.decode(LoRAConfig.self, from: Array(text.utf8), source: origin)
+        } catch let error as JSONAccessError {
+            throw LoRAError.badAdapterConfig(source: source, key: error.keyPath.isEmpty ? "adapter_config" : error.keyPath,
+                                             reason: error.problem)
+        } catch let error as JSONParseError {
+            throw LoRAError.badAdapterConfig(source: source, key: "adapter_config", reason: "not JSON: \(error)")
+        }
+    }
+
+    /// The adapter tensor `name`, which must have `shape`; `source` names the checkpoint in errors.
+    func adapterTensor(_ name: String, shape: [Int], source: String = "the checkpoint") throws -> Tensor {
+        guard let tensor = adapters[name] else { throw LoRAError.missingAdapter(name: name, source: source) }
+        guard tensor.shape == shape else {
+            throw LoRAError.adapterShapeMismatch(name: name, found: tensor.shape, expected: shape, source: source)
+        }
+        return tensor
+    }
+
+    /// Checks the adapters against their config, as loading a checkpoint does: the
+    /// adapter_config decodes, its targets exist, and every adapter tensor it implies is present
+    /// with shape `[r, in]` (lora_A) or `[out, r]` (lora_B). `source` names the checkpoint.
+    public func validateAdapters(source: String) throws {
+        guard let lora = try loraConfig(source: source) else { return }
+        for adapter in try config.adapterSpecs(for: lora) {
+            _ = try adapterTensor(adapter.loraAName, shape: [lora.rank, adapter.inFeatures], source: source)
+            _ = try adapterTensor(adapter.loraBName, shape: [adapter.outFeatures, lora.rank], source: source)
         }
     }
 
@@ -133,8 +167,8 @@ extension Checkpoint {
     public mutating func mergeAdapters() throws {
         guard let lora = try loraConfig() else { return }
         for adapter in try config.adapterSpecs(for: lora) {
-            guard let a = adapters[adapter.loraAName] else { throw LoRAError.missingAdapter(adapter.loraAName) }
-            guard let b = adapters[adapter.loraBName] else { throw LoRAError.missingAdapter(adapter.loraBName) }
+            let a = try adapterTensor(adapter.loraAName, shape: [lora.rank, adapter.inFeatures])
+            let b = try adapterTensor(adapter.loraBName, shape: [adapter.outFeatures, lora.rank])
             let weight = tensors[adapter.weightName]!.copy()  // views may be shared; never merge in place
             sgemm(transposeA: false, transposeB: false, m: adapter.outFeatures, n: adapter.inFeatures,
                   k: lora.rank, alpha: lora.scale, a: b.pointer, lda: lora.rank, b: a.pointer,

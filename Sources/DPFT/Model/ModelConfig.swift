@@ -6,6 +6,8 @@ import Foundation
 /// A bad or unsupported `config.json`; every case names the file and the key.
 public enum ConfigError: Error, CustomStringConvertible, Equatable {
     case notJSON(source: String, reason: String)
+    /// The file could not be read (the reason in words: "no such file", "it is a directory, not a file").
+    case unreadable(source: String, reason: String)
     case missingKey(source: String, key: String)
     case unknownModelType(source: String, value: String)
     case invalidValue(source: String, key: String, value: String, reason: String)
@@ -18,6 +20,8 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
         switch self {
         case .notJSON(let source, let reason):
             return "\(source): not a JSON object (\(reason))."
+        case .unreadable(let source, let reason):
+            return "\(source): cannot read the config: \(reason)."
         case .missingKey(let source, let key):
             return "\(source): key `\(key)` is required."
         case .unknownModelType(let source, let value):
@@ -119,8 +123,11 @@ public struct ModelConfig: Sendable, Equatable {
 
     /// Reads a `config.json` file.
     public init(contentsOf url: URL) throws {
-        guard let data = FileManager.default.contents(atPath: url.path) else {
-            throw ConfigError.notJSON(source: url.path, reason: "the file does not exist or cannot be read")
+        let data: Data
+        do {
+            data = try FileProblem.contents(ofFile: url.path)
+        } catch {
+            throw ConfigError.unreadable(source: url.path, reason: error.reason)
         }
         try self.init(json: data, source: url.path)
     }

@@ -115,7 +115,7 @@ extension Transformer {
         var layout = specs.map { (name: $0.name, shape: $0.shape) }
         for adapter in adapters {
             for (name, shape) in [(adapter.loraAName, [rank, adapter.inFeatures]), (adapter.loraBName, [adapter.outFeatures, rank])] {
-                guard checkpoint.adapters[name]?.shape == shape else { throw LoRAError.missingAdapter(name) }
+                _ = try checkpoint.adapterTensor(name, shape: shape)
                 layout.append((name, shape))
             }
         }

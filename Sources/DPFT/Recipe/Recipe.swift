@@ -62,10 +62,9 @@ public struct Recipe: Sendable, Equatable {
         let file = url.relativePath
         let data: Data
         do {
-            data = try Data(contentsOf: url)
+            data = try FileProblem.contents(ofFile: url.path)
         } catch {
-            let reason = FileManager.default.fileExists(atPath: url.path) ? error.localizedDescription : "no such file"
-            throw RecipeError.unreadable(file: file, reason: reason)
+            throw RecipeError.unreadable(file: file, reason: error.reason)
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw RecipeError.notJSON(file: file, reason: "the file is not UTF-8 text")

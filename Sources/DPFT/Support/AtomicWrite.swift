@@ -6,11 +6,8 @@ import Foundation
 /// `AtomicWriteTemporary.name(for:)` says), for `AtomicWriteTemporary.removeStale(in:)`.
 func writeAtomically(to destination: URL, _ write: (URL) throws -> Void) throws {
     let directory = destination.deletingLastPathComponent()
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory),
-          isDirectory.boolValue else {
-        throw CheckpointError.writeFailed(path: destination.path,
-                                          reason: "directory \(directory.path) does not exist")
+    if let problem = FileProblem.directoryProblem(at: directory.path) {
+        throw CheckpointError.writeFailed(path: destination.path, reason: problem)
     }
     let temporary = directory.appendingPathComponent(AtomicWriteTemporary.name(for: destination.lastPathComponent))
     do {

@@ -106,7 +106,7 @@ public final class Tokenizer: @unchecked Sendable {
         do {
             data = try Data(contentsOf: url)
         } catch {
-            throw TokenizerError.unreadableFile(path: path, reason: error.localizedDescription)
+            throw TokenizerError.unreadableFile(path: path, reason: FileProblem.reason(for: error, path: path))
         }
         try self.init(modelBytes: [UInt8](data), source: path)
     }
@@ -271,12 +271,8 @@ extension Tokenizer {
                                   characterCoverage: characterCoverage, extraOptions: extraOptions)
 
         let outputDirectory = output.deletingLastPathComponent()
-        var outputIsDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: outputDirectory.path,
-                                             isDirectory: &outputIsDirectory),
-              outputIsDirectory.boolValue else {
-            throw TokenizerError.outputNotWritable(
-                path: output.path, reason: "the directory \(outputDirectory.path) does not exist")
+        if let problem = FileProblem.directoryProblem(at: outputDirectory.path) {
+            throw TokenizerError.outputNotWritable(path: output.path, reason: problem)
         }
         let prefix = outputDirectory
             .appendingPathComponent(".\(output.lastPathComponent).training-\(UUID().uuidString)").path

@@ -30,7 +30,7 @@ struct RunDirectory {
         do {
             try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         } catch {
-            throw RunError.cannotCreateDirectory(path: url.path, reason: error.localizedDescription)
+            throw RunError.cannotCreateDirectory(path: url.path, reason: FileProblem.reason(for: error, path: url.path))
         }
         lock = try RunDirectoryLock(directory: url)
         keepCheckpoints = recipe.output.keepCheckpoints

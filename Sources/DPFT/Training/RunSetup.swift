@@ -115,15 +115,17 @@ extension RecipeRunner {
     }
 
     /// Reads and tokenizes the splits (the data section's rules; cut to min(max_length,
-    /// positions)), then derives q = batch_size / N and the planned steps.
+    /// positions); every token id checked against the model's vocab_size), then derives
+    /// q = batch_size / N and the planned steps.
     func setupData(tokenizer: Tokenizer, config: ModelConfig) throws -> RunData {
         let data = recipe.data, training = recipe.training
         if let eval = data.eval, Self.sameFile(eval, data.train) { throw RunError.evalIsTrainData(path: eval) }
         let encoder = try data.exampleEncoder(tokenizer: tokenizer, maxPositions: config.maxPositions)
-        let train = try TrainingData.load(path: data.train, recipe: data, encoder: encoder)
+        let vocabulary = config.vocabularySize  // every id is checked here, before any file is written
+        let train = try TrainingData.load(path: data.train, recipe: data, encoder: encoder, vocabularySize: vocabulary)
         log(train.summary(path: data.train))
         let evaluation = try data.eval.map {
-            try TrainingData.load(path: $0, recipe: data, encoder: encoder, limit: training.evalExamples)
+            try TrainingData.load(path: $0, recipe: data, encoder: encoder, vocabularySize: vocabulary, limit: training.evalExamples)
         }
         if let evaluation, let path = data.eval {
             log(evaluation.summary(path: path))
