@@ -31,6 +31,9 @@ struct AuditCommand: ParsableCommand {
     @Option(help: "Digits of each canary's secret.")
     var secretDigits = 6
 
+    @Option(help: "Reuse the canaries and inclusions of a previous audit.json (runs at several ε on the same data).")
+    var canariesFrom: String?
+
     @Option(name: .customLong("set"), help: "Override one recipe key, e.g. --set privacy.target_epsilon=1 (repeatable).")
     var overrides: [String] = []
 
@@ -54,6 +57,12 @@ struct AuditCommand: ParsableCommand {
         options.guesses = guesses
         options.secretDigits = secretDigits
         options.overwrite = overwrite
+        if let canariesFrom {
+            let reused = try PrivacyAudit.canaries(fromReport: URL(fileURLWithPath: canariesFrom))
+            options.reuse = reused
+            options.canaries = reused.count
+            options.secretDigits = reused.first.map { $0.secret.split(separator: " ").count } ?? secretDigits
+        }
         let report = try PrivacyAudit.run(recipe: loaded, options: options) { line in
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }

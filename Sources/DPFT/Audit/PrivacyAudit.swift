@@ -6,6 +6,7 @@ public enum AuditError: Error, CustomStringConvertible, Equatable {
     case canariesNotEncoded(expected: Int, got: Int)
     case tooFewCanaries(count: Int, guesses: Int)
     case pretokenizedData
+    case unreadableReport(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -14,6 +15,8 @@ public enum AuditError: Error, CustomStringConvertible, Equatable {
         case .canariesNotEncoded(let expected, let got):
             return "only \(got) of \(expected) canaries became training examples under this recipe's data rules "
                 + "(max_length, template); raise data.max_length."
+        case .unreadableReport(let path, let reason):
+            return "\(path): not an audit.json with a canary_list (\(reason))."
         case .pretokenizedData:
             return "data.format is \"tokens\": the audit writes its canaries as text, so it needs text data (auto, alpaca, chat or text)."
         case .tooFewCanaries(let count, let guesses):
@@ -38,6 +41,9 @@ public struct AuditOptions: Sendable {
     public var referenceSecrets = 8
     /// Candidate secrets per exposure (all of them when the space is no larger).
     public var exposureCandidates = 1000
+    /// Canaries (with their inclusions) to reuse, e.g. a previous audit's, so that runs at
+    /// several ε see the same data; nil = fresh ones.
+    public var reuse: [Canary]?
     /// Replace an existing audit directory.
     public var overwrite = false
     /// Test-only: the noise actually added is scaled by this while the ledger claims the
@@ -100,7 +106,8 @@ public enum PrivacyAudit {
         guard recipe.data.format != .tokens else { throw AuditError.pretokenizedData }
         let directory = try prepareDirectory(recipe: recipe, overwrite: options.overwrite)
         var generator = SystemRandomNumberGenerator()
-        let canaries = Canary.make(count: options.canaries, secretDigits: options.secretDigits, using: &generator)
+        let canaries = options.reuse
+            ?? Canary.make(count: options.canaries, secretDigits: options.secretDigits, using: &generator)
         let guesses = options.guesses ?? (options.canaries / 5)
         guard guesses <= canaries.count else { throw AuditError.tooFewCanaries(count: canaries.count, guesses: guesses) }
         let format = recipe.data.format
@@ -144,11 +151,7 @@ public enum PrivacyAudit {
             guard overwrite else { throw AuditError.directoryExists(path: directory.path) }
             try FileManager.default.removeItem(at: directory)
         }
-        do {
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        } catch {
-            throw RunError.cannotCreateDirectory(path: directory.path, reason: error.localizedDescription)
-        }
+        try FileProblem.createDirectory(atPath: directory.path)
         return directory
     }
 
@@ -228,10 +231,22 @@ public enum PrivacyAudit {
 
     /// The recipe's training file followed by the included canaries' records.
     static func writeTrainingData(_ train: String, plus records: [String], to url: URL) throws {
-        var data = try Data(contentsOf: URL(fileURLWithPath: train))
+        var data = try FileProblem.contents(ofFile: train)
         if let last = data.last, last != UInt8(ascii: "\n") { data.append(UInt8(ascii: "\n")) }
         data.append(Data(records.map { $0 + "\n" }.joined().utf8))
         try writeAtomically(to: url) { try data.write(to: $0) }
+    }
+
+    /// The canaries of a previous audit's `audit.json`, inclusions and all.
+    public static func canaries(fromReport url: URL) throws -> [Canary] {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        struct Saved: Decodable { var canaryList: [Canary] }
+        do {
+            return try decoder.decode(Saved.self, from: Data(contentsOf: url)).canaryList
+        } catch {
+            throw AuditError.unreadableReport(path: url.path, reason: "\(error)")
+        }
     }
 
     static func writeReport(_ report: AuditReport, to url: URL) throws {
