@@ -28,8 +28,8 @@ struct AuditCommand: ParsableCommand {
     @Option(help: "Guesses (r), half in and half out; default m/5.")
     var guesses: Int?
 
-    @Option(help: "Digits of each canary's secret.")
-    var secretDigits = 6
+    @Option(help: "What each canary's secret is: words:N (N made-up words, the default words:3) or digits:N.")
+    var secret = "words:3"
 
     @Option(help: "Reuse the canaries and inclusions of a previous audit.json (runs at several ε on the same data).")
     var canariesFrom: String?
@@ -46,7 +46,7 @@ struct AuditCommand: ParsableCommand {
     func validate() throws {
         guard canaries >= 2 else { throw ValidationError("--canaries must be at least 2.") }
         if let guesses, guesses < 0 || guesses > canaries { throw ValidationError("--guesses must be in 0...\(canaries).") }
-        guard (1...18).contains(secretDigits) else { throw ValidationError("--secret-digits must be in 1...18.") }
+        guard SecretKind(secret) != nil else { throw ValidationError("--secret must be words:N or digits:N with N in 1...18.") }
     }
 
     func run() throws {
@@ -55,13 +55,13 @@ struct AuditCommand: ParsableCommand {
         var options = AuditOptions()
         options.canaries = canaries
         options.guesses = guesses
-        options.secretDigits = secretDigits
+        options.secret = SecretKind(secret)!
         options.overwrite = overwrite
         if let canariesFrom {
             let reused = try PrivacyAudit.canaries(fromReport: URL(fileURLWithPath: canariesFrom))
             options.reuse = reused
             options.canaries = reused.count
-            options.secretDigits = reused.first.map { $0.secret.split(separator: " ").count } ?? secretDigits
+            options.secret = reused.first.map { SecretKind(of: $0.secret) } ?? options.secret
         }
         let report = try PrivacyAudit.run(recipe: loaded, options: options) { line in
             FileHandle.standardError.write(Data((line + "\n").utf8))

@@ -38,7 +38,7 @@ import Testing
     /// 4.5 binomial standard deviations of 2,000).
     @Test func canariesAreUniqueAndIncludedWithProbabilityOneHalf() {
         var generator = SystemRandomNumberGenerator()
-        let canaries = Canary.make(count: 4000, secretDigits: 6, using: &generator)
+        let canaries = Canary.make(count: 4000, secret: .digits(6), using: &generator)
         #expect(Set(canaries.map(\.key)).count == 4000)
         #expect(canaries.allSatisfy { $0.secret.split(separator: " ").count == 6 && $0.secret.allSatisfy { $0 == " " || $0.isNumber } })
         #expect(abs(canaries.filter(\.included).count - 2000) < Int(4.5 * 1000.0.squareRoot()))
@@ -73,7 +73,7 @@ import Testing
         var options = AuditOptions()
         options.canaries = 60
         options.guesses = 30
-        options.secretDigits = 4
+        options.secret = .digits(4)
         options.exposureCanaries = 2
         options.brokenNoiseScale = 0.01
         let report = try PrivacyAudit.run(recipe: try Recipe.load(from: recipeURL), options: options) { _ in }

@@ -29,8 +29,8 @@ public enum AuditError: Error, CustomStringConvertible, Equatable {
 public struct AuditOptions: Sendable {
     /// m: canaries, each in the training set with probability 1/2.
     public var canaries = 1000
-    /// Digits per secret.
-    public var secretDigits = 6
+    /// What secrets are made of.
+    public var secret = SecretKind.words(3)
     /// r: guesses, half "in" (highest scores) and half "out" (lowest); nil = m/5.
     public var guesses: Int?
     /// The bound's confidence.
@@ -107,7 +107,7 @@ public enum PrivacyAudit {
         let directory = try prepareDirectory(recipe: recipe, overwrite: options.overwrite)
         var generator = SystemRandomNumberGenerator()
         let canaries = options.reuse
-            ?? Canary.make(count: options.canaries, secretDigits: options.secretDigits, using: &generator)
+            ?? Canary.make(count: options.canaries, secret: options.secret, using: &generator)
         let guesses = options.guesses ?? (options.canaries / 5)
         guard guesses <= canaries.count else { throw AuditError.tooFewCanaries(count: canaries.count, guesses: guesses) }
         let format = recipe.data.format
@@ -182,8 +182,7 @@ public enum PrivacyAudit {
         let k = options.referenceSecrets
         let references = canaries.flatMap { canary in
             (0..<k).map { _ in
-                canary.record(answer: Canary.make(count: 1, secretDigits: options.secretDigits, using: &generator)[0].secret,
-                              format: format)
+                canary.record(answer: SecretKind(of: canary.secret).random(using: &generator), format: format)
             }
         }
         let referenceExamples = try models.encode(references, in: directory, name: "references")

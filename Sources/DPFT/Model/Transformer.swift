@@ -236,6 +236,16 @@ public final class Transformer {
     /// Scored tokens per example in the last forward pass.
     public private(set) var perExampleTokenCounts: [Int] = []
 
+    /// Sizes refused before anything is allocated: sequences longer than learned position
+    /// embeddings have rows (rotary positions have no table to outgrow), and activations larger
+    /// than the machine's memory.
+    private static func checkSizes(_ config: ModelConfig, maxBatchSize: Int, maxSequenceLength: Int) throws {
+        guard maxSequenceLength <= config.maxPositions || config.declaration.positionEmbedding == nil else {
+            throw ModelError.sequenceTooLong(length: maxSequenceLength, maxPositions: config.maxPositions)
+        }
+        try config.checkActivationsFitInMemory(batchSize: maxBatchSize, sequenceLength: maxSequenceLength)
+    }
+
     /// Builds the model from a checkpoint. `lora` adds fresh adapters (seeded) unless the
     /// checkpoint already has adapters, which are then used. `trainable` defaults to
     /// `.adapters` with adapters and `.all` without.
@@ -249,11 +259,7 @@ public final class Transformer {
         }
         let lora = try checkpoint.loraConfig()
         let config = checkpoint.config
-        // learned position embeddings have P rows; rotary positions have no table to outgrow
-        guard maxSequenceLength <= config.maxPositions || config.declaration.positionEmbedding == nil else {
-            throw ModelError.sequenceTooLong(length: maxSequenceLength, maxPositions: config.maxPositions)
-        }
-        try config.checkActivationsFitInMemory(batchSize: maxBatchSize, sequenceLength: maxSequenceLength)
+        try Self.checkSizes(config, maxBatchSize: maxBatchSize, maxSequenceLength: maxSequenceLength)
         self.config = config
         self.lora = lora
         self.maxBatchSize = maxBatchSize
