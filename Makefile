@@ -69,8 +69,10 @@ bench: release
 # `make fuzz FUZZ_TARGETS=json FUZZ_RUNS=100000` runs fewer.
 FUZZ_RUNS ?= 1000000
 FUZZ_TARGETS ?=
+# swiftc keeps only the last of several -sanitize= flags, and SwiftPM passes --sanitize values
+# in no fixed order, so the Swift code also gets both sanitizers in one flag (the last one).
 fuzz: deps
-	cd Fuzz && $(SWIFT) build -c release --sanitize=fuzzer --sanitize=address
+	cd Fuzz && $(SWIFT) build -c release --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address
 	RUNS=$(FUZZ_RUNS) Fuzz/fuzz.sh $(FUZZ_TARGETS)
 
 # The release binary to PREFIX/bin, the built-in recipes, data, base models and tokenizer to

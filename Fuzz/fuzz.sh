@@ -47,6 +47,10 @@ for target in "${TARGETS[@]}"; do
         result="FAILED (artifact in Fuzz/work/artifacts/)"
         status=1
     fi
+    if grep -q 'Is the code instrumented for coverage' "$log"; then
+        result="FAILED (no coverage: the parsers were built without -sanitize=fuzzer)"
+        status=1
+    fi
     # Wall-clock seconds: libFuzzer's own timer read 0 s for long runs on this machine.
     seconds=$(( $(date +%s) - start ))
     done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1 || true)
