@@ -6,7 +6,7 @@ RELEASE_BIN = .build/release/dpft
 DEMO_DIR = runs/demo
 PREFIX ?= /usr/local
 
-.PHONY: deps build release test demo base-model moe-base smoke bench install uninstall clean
+.PHONY: deps build release test demo base-model moe-base smoke bench fuzz install uninstall clean
 
 deps:
 	@tools/install-deps.sh
@@ -61,6 +61,19 @@ smoke: release
 bench: release
 	@tools/install-deps.sh time
 	benchmarks/run.sh
+
+# Coverage-guided fuzzing of every parser of outside input (README "Fuzzing"): builds the
+# separate package Fuzz/ with libFuzzer and AddressSanitizer (its own build folder, so `make
+# build` and `make test` never compile it), then runs each target FUZZ_RUNS times from its seed
+# corpus Fuzz/Corpus/<target>/, one at a time, and prints a summary per target.
+# `make fuzz FUZZ_TARGETS=json FUZZ_RUNS=100000` runs fewer.
+FUZZ_RUNS ?= 1000000
+FUZZ_TARGETS ?=
+# swiftc keeps only the last of several -sanitize= flags, and SwiftPM passes --sanitize values
+# in no fixed order, so the Swift code also gets both sanitizers in one flag (the last one).
+fuzz: deps
+	cd Fuzz && $(SWIFT) build -c release --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address
+	RUNS=$(FUZZ_RUNS) Fuzz/fuzz.sh $(FUZZ_TARGETS)
 
 # The release binary to PREFIX/bin, the built-in recipes, data, base models and tokenizer to
 # PREFIX/share/dpft, shell completions (bash, zsh, fish) under PREFIX/share (tools/install.sh).
