@@ -151,6 +151,10 @@ import Testing
         ("{\"rules\": [{\"match\": \"*\", \"group\": \"a\"}, {\"match\": \"[ab\", \"group\": \"b\"}]}", 1, "not closed"),
         ("{\"rules\": [{\"match\": \"[z-a]\", \"group\": \"b\"}]}", 0, "reversed"),
         ("{\"rules\": [{\"regex\": \"(unclosed\", \"group\": \"b\"}]}", 0, "regex \"(unclosed\" is malformed"),
+        // The fuzzing seed that hung dpft for over 20 s on one tensor name (Swift's Regex backtracks).
+        ("{\"rules\": [{\"regex\": \"(.*.*)*x\", \"group\": \"g\"}, {\"match\": \"*\", \"group\": \"rest\"}]}", 0,
+         "repeats the group (.*.*), which itself repeats or alternates"),
+        ("{\"rules\": [{\"regex\": \"(.{0,60}){0,60}x\", \"group\": \"g\"}]}", 0, "repeats the group (.{0,60})"),
         ("{\"rules\": [{\"match\": \"*\", \"group\": \"a\"}], \"thresholds\": [1]}", nil, "`thresholds` must be an object"),
         ("{\"rules\": [{\"match\": \"*\", \"group\": \"a\"}], \"thresholds\": {\"a\": \"1\"}}", nil, "must be numbers"),
         ("{\"rules\": [{\"match\": \"*\", \"group\": \"a\"}], \"thresholds\": {\"a\": -1}}", nil, "positive and finite"),
@@ -162,6 +166,18 @@ import Testing
             guard case GroupingError.ruleFileInvalid(let source, let index, let message) = error else { return false }
             return source == "bad.json" && index == rule && message.contains(reason)
                 && "\(error)".hasPrefix("bad.json: " + (rule.map { "rules[\($0)]: " } ?? ""))
+        }
+    }
+
+    /// Nested repetition is found through escapes, brackets and inner groups; patterns that
+    /// repeat a plain group, or repeat inside a group that does not repeat, are kept.
+    @Test func nestedRepetitionIsFoundAndOrdinaryPatternsPass() {
+        for risky in ["(a+)+", "(a|b)*", "((ab)*c)+", "(x(y*))*", "(a?){2,}", "(.*.*)*x", "(\\.[a-z]+)*"] {
+            #expect(RegexNesting.nestedRepetition(in: risky) != nil, "\(risky)")
+        }
+        for fine in ["model\\.layers\\.[0-9]+\\.mlp\\..*", "(ab)*c", "(a*)?", "(a+){1}", "\\(a*\\)*", "[(*]+(ab)+",
+                     "(self_attn|mlp)\\..*", ".*\\.(q|k|v)_proj\\.weight"] {
+            #expect(RegexNesting.nestedRepetition(in: fine) == nil, "\(fine)")
         }
     }
 

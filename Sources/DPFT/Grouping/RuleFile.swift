@@ -164,6 +164,12 @@ public struct RuleFile: Sendable, Equatable {
                                                     reason: "glob \"\(text)\" is malformed: \(error.reason)")
             }
         case .regex(let text):
+            if let group = RegexNesting.nestedRepetition(in: text) {
+                throw GroupingError.ruleFileInvalid(
+                    source: source, rule: index,
+                    reason: "regex \"\(text)\" repeats the group \(group), which itself repeats or alternates: "
+                        + "matching can take exponential time. Write it without the nested repetition (e.g. .* instead of (.*)*)")
+            }
             let regex: Regex<AnyRegexOutput>
             do {
                 regex = try Regex(text)
