@@ -10,7 +10,8 @@ struct AuditCommand: ParsableCommand {
             Mixes --canaries instruction records with random secret answers into the recipe's \
             training data, each with probability 1/2 (secure randomness), trains the recipe once \
             (no eval split, no export, only the final checkpoint), scores every canary by how much \
-            the tuned model lowered its secret's loss against the base model, guesses "in" for \
+            more the tuned model prefers its secret over 8 random others than the base model \
+            does, guesses "in" for \
             the highest --guesses/2 scores and "out" for the lowest, and turns the correct guesses \
             into an ε lower bound at the recipe's δ with 95% confidence (Steinke, Nasr & Jagielski, \
             NeurIPS 2023). A bound above the ledger's ε means the run leaks more than it claims: \

@@ -44,9 +44,10 @@ import Foundation
 /// significand), so draws reach past 180σ: there is no cap like Box–Muller's √(2·53·ln 2) ≈
 /// 8.57σ on 53-bit uniforms.
 ///
-/// **Cost.** 7–9 CPU ns per draw on the 2-core machine of DESIGN.md §8 (a third of it the
-/// keystream), spread over both cores; `make bench` prints the share of a private full step
-/// (1.5–3.5 % in same-run pairs on a shared machine; the budget is 2 %).
+/// **Cost.** 7–9 CPU ns per draw on the 2-core machines of DESIGN.md §8 (a third of it the
+/// keystream and its copies), spread over both cores; `make bench` prints the share of a
+/// private full step (1.9–2.2 % in same-run pairs on a quiet Intel machine, 1.5–3.5 % on a
+/// shared AMD one; the budget is 2 %).
 ///
 /// **What it protects against.**
 /// - Mironov 2012 ("On significance of the least significant bits for differential privacy",
