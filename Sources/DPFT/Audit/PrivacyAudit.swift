@@ -241,8 +241,9 @@ public enum PrivacyAudit {
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
         struct Saved: Decodable { var canaryList: [Canary] }
+        let data = try FileProblem.contents(ofFile: url.path)
         do {
-            return try decoder.decode(Saved.self, from: Data(contentsOf: url)).canaryList
+            return try decoder.decode(Saved.self, from: data).canaryList
         } catch {
             throw AuditError.unreadableReport(path: url.path, reason: "\(error)")
         }
@@ -270,13 +271,7 @@ struct ScoringModels {
         base = try Checkpoint.read(from: URL(fileURLWithPath: recipe.model.checkpoint))
         tuned = try Checkpoint.read(from: URL(fileURLWithPath: tunedCheckpoint))
         self.recipe = recipe
-        let tokenizer: Tokenizer
-        if let path = recipe.model.tokenizer {
-            tokenizer = try Tokenizer(contentsOf: URL(fileURLWithPath: path))
-        } else {
-            guard let bytes = base.tokenizerModel else { throw DataError.needsTokenizer(path: recipe.model.checkpoint, line: 0) }
-            tokenizer = try Tokenizer(modelBytes: bytes, source: "\(recipe.model.checkpoint) (/tokenizer)")
-        }
+        let tokenizer = try RecipeRunner.tokenizer(of: recipe, base: base)
         encoder = try recipe.data.exampleEncoder(tokenizer: tokenizer, maxPositions: base.config.maxPositions)
     }
 

@@ -80,16 +80,17 @@ extension RecipeRunner {
     /// The recipe's tokenizer, else the base checkpoint's; stored into `base` so that every
     /// checkpoint of the run stands alone.
     func setupTokenizer(base: inout Checkpoint) throws -> Tokenizer {
-        let tokenizer: Tokenizer
-        if let path = recipe.model.tokenizer {
-            tokenizer = try Tokenizer(contentsOf: URL(fileURLWithPath: path))
-        } else if let bytes = base.tokenizerModel {
-            tokenizer = try Tokenizer(modelBytes: bytes, source: "\(recipe.model.checkpoint) (/tokenizer)")
-        } else {
-            throw DataError.needsTokenizer(path: recipe.model.checkpoint, line: 0)
-        }
+        let tokenizer = try Self.tokenizer(of: recipe, base: base)
         base.tokenizerModel = tokenizer.modelBytes
         return tokenizer
+    }
+
+    /// The tokenizer `recipe` trains with: its `model.tokenizer` file, else the one stored in
+    /// its base checkpoint `base`.
+    static func tokenizer(of recipe: Recipe, base: Checkpoint) throws -> Tokenizer {
+        if let path = recipe.model.tokenizer { return try Tokenizer(contentsOf: URL(fileURLWithPath: path)) }
+        guard let bytes = base.tokenizerModel else { throw DataError.needsTokenizer(path: recipe.model.checkpoint, line: 0) }
+        return try Tokenizer(modelBytes: bytes, source: "\(recipe.model.checkpoint) (/tokenizer)")
     }
 
     /// The adapter section: LoRA (targets checked against the model), none (full fine-tuning),
