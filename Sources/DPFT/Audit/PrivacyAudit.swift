@@ -86,8 +86,6 @@ public struct AuditReport: Codable, Sendable {
         return bound + String(format: ", claimed ε = %.2f: ", claimedEpsilon)
             + (consistent ? "consistent" : "VIOLATED — the run leaks more than its ledger claims")
     }
-
-    static func mean(_ values: [Double]) -> Double { values.isEmpty ? .nan : values.reduce(0, +) / Double(values.count) }
 }
 
 /// `dpft audit`: an empirical privacy audit in one training run (issue 14). Canaries are mixed
