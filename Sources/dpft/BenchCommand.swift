@@ -168,7 +168,7 @@ struct BenchCommand: ParsableCommand {
         var coordinates: Int = 5_289_472
 
         @Option(help: "Timed calls after one warm-up call; the median is reported.")
-        var repeats: Int = 5
+        var repeats: Int = 15
 
         func validate() throws {
             if coordinates < 1 || repeats < 1 { throw ValidationError("--coordinates and --repeats must be at least 1") }

@@ -144,6 +144,59 @@ struct NoiseSamplerTests {
         #expect(words == [0x7a38_5155_bee7_079f, 0x0d08_2d73_7c97_ba98, 0x6965_e348_a029_0fcb, 0xed7a_ee32_3e53_c612])
     }
 
+    /// The vectorised common path (`dpft_noise_fast_pass`, C, one build per x86-64 level) against
+    /// the rectangle branch written out one coordinate at a time here: the same bits for every
+    /// inside point (noise added to the snapped value, rounded to Float once), untouched values
+    /// and the right (index, word) pairs for every outside point. Inputs cover small, huge
+    /// (past 2⁵¹ grid units, where snapping takes the library rounding) and negative values.
+    @Test func vectorFastPassEqualsTheScalarRectangleBranch() {
+        let table = ZigguratTable.shared
+        let grid = NoiseGrid(standardDeviation: 0.37)
+        let inverseSpacing = 1 / grid.spacing
+        var source = NoiseSource.seeded(21)
+        // Every 31st word has the largest u, which is outside every strip's rectangle.
+        let words = (0..<GaussianSampler.passSize).map { j in
+            (j % 31 == 0 ? (1 << 53) - 1 : UInt64((source.nextUniform() * 0x1p53).rounded(.down))) << 11
+                | UInt64((source.nextUniform() * 2048).rounded(.down))
+        }
+        let inputs = (0..<GaussianSampler.passSize).map { j -> Float in
+            let base = Float(source.nextUniform() - 0.5)
+            return j % 17 == 0 ? base * 3e16 : j % 5 == 0 ? base * 1e-6 : base
+        }
+        var values = inputs
+        var pendingIndex = [UInt32](repeating: 0, count: GaussianSampler.passSize)
+        var pendingWord = [UInt64](repeating: 0, count: GaussianSampler.passSize)
+        let listed = values.withUnsafeMutableBufferPointer { v in
+            words.withUnsafeBufferPointer { w in
+                table.innerLimit.withUnsafeBufferPointer { limit in
+                    grid.stripScale.withUnsafeBufferPointer { scale in
+                        pendingIndex.withUnsafeMutableBufferPointer { index in
+                            pendingWord.withUnsafeMutableBufferPointer { word in
+                                GaussianSampler.fastPass(v, 0..<v.count, w, innerLimit: limit, stripScale: scale,
+                                                         inverseSpacing: inverseSpacing, spacing: grid.spacing,
+                                                         pendingIndex: index, pendingWord: word)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        var expectedOutside: [Int] = []
+        for (j, word) in words.enumerated() {
+            let strip = Int(word & 0xFF), u = word >> 11
+            guard u < table.innerLimit[strip] else { expectedOutside.append(j); continue }
+            let magnitude = (Double(u) * grid.stripScale[strip]).rounded(.toNearestOrEven)
+            let k = word & 0x100 != 0 ? -magnitude : magnitude
+            let snapped = (Double(inputs[j]) * inverseSpacing).rounded(.toNearestOrEven)
+            let expected = Float((snapped + k) * grid.spacing)
+            #expect(values[j].bitPattern == expected.bitPattern, "coordinate \(j): \(values[j]) vs \(expected)")
+        }
+        #expect(expectedOutside.count >= 9)
+        #expect(pendingIndex[0..<listed].map(Int.init) == expectedOutside)
+        #expect(pendingWord[0..<listed].elementsEqual(expectedOutside.map { words[$0] }))
+        #expect(expectedOutside.allSatisfy { values[$0].bitPattern == inputs[$0].bitPattern })
+    }
+
     /// The strips close at the mode: the base edge solves to Marsaglia & Tsang's r =
     /// 3.6541528853610088 and every strip has the base strip's area v.
     @Test func zigguratStripsHaveEqualArea() {

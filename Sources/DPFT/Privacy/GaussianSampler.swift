@@ -1,3 +1,4 @@
+import CNoise
 import Crypto
 import Foundation
 
@@ -44,10 +45,10 @@ import Foundation
 /// significand), so draws reach past 180σ: there is no cap like Box–Muller's √(2·53·ln 2) ≈
 /// 8.57σ on 53-bit uniforms.
 ///
-/// **Cost.** 7–9 CPU ns per draw on the 2-core machines of DESIGN.md §8 (a third of it the
-/// keystream and its copies), spread over both cores; `make bench` prints the share of a
-/// private full step (1.9–2.2 % in same-run pairs on a quiet Intel machine, 1.5–3.5 % on a
-/// shared AMD one; the budget is 2 %).
+/// **Cost.** About 6 CPU ns per draw on the 2-core machines of DESIGN.md §8, spread over both
+/// cores: ChaCha20 (BoringSSL's AVX2 code, 8 bytes per draw) is ≈ 45 % of it, the vectorised
+/// common path (`dpft_noise_fast_pass`) ≈ 30 %. `make bench` prints the share of a private
+/// full step (1.5–1.7 % in same-run pairs on a 2-core AMD EPYC; the budget is 2 %).
 ///
 /// **What it protects against.**
 /// - Mironov 2012 ("On significance of the least significant bits for differential privacy",
@@ -88,8 +89,8 @@ enum GaussianSampler {
     /// λ = 2^(⌊log₂ σ_t⌋ − gridBits).
     static let gridBits = 22
 
-    /// Coordinates per pass of `fastPass`.
-    static let passSize = 256
+    /// Coordinates per pass of `fastPass` (the C kernel's limit).
+    static let passSize = Int(DPFT_NOISE_PASS)
 
     /// Adds y = λ·(round(x/λ) + k) to `values[range]`, with k drawn from `words`, in passes of
     /// `passSize` coordinates: `fastPass` gives each coordinate its own next word and settles the
@@ -97,24 +98,27 @@ enum GaussianSampler {
     /// ziggurat iteration (wedge or tail test on that point, then fresh points) with the words
     /// that follow the pass. Every word is read once, so each coordinate's k is an independent
     /// ziggurat draw, as in a one-at-a-time loop; separating the rare slow path lets the common
-    /// one run without branches or loop-carried dependencies (twice as fast).
+    /// one run as vector code without branches (`dpft_noise_fast_pass`).
     static func addNoise(to values: UnsafeMutableBufferPointer<Float>, range: Range<Int>, grid: NoiseGrid,
                          words: inout KeystreamWords) {
         let table = ZigguratTable.shared
         let inverseSpacing = 1 / grid.spacing  // a power of two: x · inverseSpacing is exact
-        let pending = UnsafeMutableBufferPointer<(index: Int, word: UInt64)>.allocate(capacity: passSize)
-        defer { pending.deallocate() }
+        let pendingIndex = UnsafeMutableBufferPointer<UInt32>.allocate(capacity: passSize)
+        let pendingWord = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: passSize)
+        defer { pendingIndex.deallocate(); pendingWord.deallocate() }
         table.innerLimit.withUnsafeBufferPointer { innerLimit in
             grid.stripScale.withUnsafeBufferPointer { stripScale in
                 for start in stride(from: range.lowerBound, to: range.upperBound, by: passSize) {
                     let pass = start..<min(start + passSize, range.upperBound)
                     let count = words.withNextWords(pass.count) { passWords in
                         fastPass(values, pass, passWords, innerLimit: innerLimit, stripScale: stripScale,
-                                 inverseSpacing: inverseSpacing, spacing: grid.spacing, pending: pending)
+                                 inverseSpacing: inverseSpacing, spacing: grid.spacing,
+                                 pendingIndex: pendingIndex, pendingWord: pendingWord)
                     }
-                    for (i, word) in pending[0..<count] {
-                        let k = settle(word, innerLimit: innerLimit, stripScale: stripScale, grid: grid, table: table,
-                                       words: &words)
+                    for p in 0..<count {
+                        let i = pass.lowerBound + Int(pendingIndex[p])
+                        let k = settle(pendingWord[p], innerLimit: innerLimit, stripScale: stripScale, grid: grid,
+                                       table: table, words: &words)
                         values[i] = Float((roundToEven(Double(values[i]) * inverseSpacing) + k) * grid.spacing)
                     }
                 }
@@ -124,27 +128,17 @@ enum GaussianSampler {
 
     /// The common path for `values[pass]`, coordinate j with word `passWords[j]`: where the
     /// point is inside its strip's rectangle, adds the noise; elsewhere leaves the value and
-    /// lists (index, word) in `pending`. Returns how many were listed.
+    /// lists j and the word in `pendingIndex`/`pendingWord`. Returns how many were listed.
+    /// The C kernel computes, bit for bit, what `gridNoise`'s rectangle branch and the snapping
+    /// of `addNoise` compute one coordinate at a time (`GaussianSamplerTests` compares them).
     @inline(__always)
     static func fastPass(_ values: UnsafeMutableBufferPointer<Float>, _ pass: Range<Int>, _ passWords: UnsafeBufferPointer<UInt64>,
                          innerLimit: UnsafeBufferPointer<UInt64>, stripScale: UnsafeBufferPointer<Double>,
                          inverseSpacing: Double, spacing: Double,
-                         pending: UnsafeMutableBufferPointer<(index: Int, word: UInt64)>) -> Int {
-        var count = 0
-        for j in 0..<pass.count {
-            let word = passWords[j], i = pass.lowerBound + j
-            let strip = Int(truncatingIfNeeded: word & 0xFF)
-            let sign = (word & 0x100) << 55  // see gridNoise
-            let u = word >> 11
-            let magnitude = (Double(Int64(bitPattern: u)) * stripScale[strip] + 0x1.8p52) - 0x1.8p52
-            let k = Double(bitPattern: magnitude.bitPattern | sign)
-            let snapped = roundToEven(Double(values[i]) * inverseSpacing)
-            let inside = u < innerLimit[strip]
-            pending[count] = (i, word)
-            count &+= inside ? 0 : 1
-            values[i] = inside ? Float((snapped + k) * spacing) : values[i]
-        }
-        return count
+                         pendingIndex: UnsafeMutableBufferPointer<UInt32>, pendingWord: UnsafeMutableBufferPointer<UInt64>) -> Int {
+        dpft_noise_fast_pass(values.baseAddress! + pass.lowerBound, passWords.baseAddress!, pass.count,
+                             innerLimit.baseAddress!, stripScale.baseAddress!, inverseSpacing, spacing,
+                             pendingIndex.baseAddress!, pendingWord.baseAddress!)
     }
 
     /// Finishes a draw whose first point (`word`) fell outside its strip's rectangle: the wedge
@@ -294,14 +288,17 @@ struct ZigguratTable: Sendable {
 }
 
 /// The ChaCha20 keystream of one (stream, block) nonce prefix, read as 64-bit words. Chunks
-/// of the block use nonces (stream, block·2²⁰ + chunk), so no two chunks share a nonce.
-struct KeystreamWords {
+/// of the block use nonces (stream, block·2²⁰ + chunk), so no two chunks share a nonce. Each
+/// chunk is copied into one buffer the reader owns: reading it is a plain load, with no
+/// reference counting (cheap beside ChaCha20 while a chunk fits in the core's cache).
+struct KeystreamWords: ~Copyable {
     let key: SymmetricKey
     let stream: UInt32
     let block: UInt64
     let chunkWords: Int
     private var chunk: UInt64 = 0
-    private var words: [UInt64] = []
+    private let buffer: UnsafeMutableBufferPointer<UInt64>
+    private var filled = 0
     private var position = 0
 
     init(key: SymmetricKey, stream: UInt32, block: UInt64, chunkWords: Int) {
@@ -309,34 +306,43 @@ struct KeystreamWords {
         self.stream = stream
         self.block = block
         self.chunkWords = chunkWords
+        buffer = .allocate(capacity: chunkWords)
     }
 
     /// Fixed words, then a trap (tests of rare paths).
     init(fixedWords: [UInt64]) {
-        self.init(key: SymmetricKey(size: .bits256), stream: 0, block: 0, chunkWords: 0)
-        words = fixedWords
+        key = SymmetricKey(size: .bits256)
+        stream = 0
+        block = 0
+        chunkWords = fixedWords.count
+        buffer = .allocate(capacity: fixedWords.count)
+        _ = buffer.initialize(from: fixedWords)
+        filled = fixedWords.count
         chunk = 1 << 20
     }
+
+    deinit { buffer.deallocate() }
 
     /// The next `count` words (at most `chunkWords`) as one buffer. Words left in the current
     /// chunk that are too few are skipped (never read), and a new chunk is made.
     mutating func withNextWords<Result>(_ count: Int, _ body: (UnsafeBufferPointer<UInt64>) -> Result) -> Result {
-        if words.count - position < count { refill() }
-        precondition(words.count - position >= count, "keystream chunk smaller than a pass")
+        if filled - position < count { refill() }
+        precondition(filled - position >= count, "keystream chunk smaller than a pass")
         defer { position += count }
-        return words.withUnsafeBufferPointer { body(UnsafeBufferPointer(rebasing: $0[position..<(position + count)])) }
+        return body(UnsafeBufferPointer(rebasing: buffer[position..<(position + count)]))
     }
 
     @inline(__always)
     mutating func next() -> UInt64 {
-        if position == words.count { refill() }
+        if position == filled { refill() }
         position += 1
-        return words[position - 1]
+        return buffer[position - 1]
     }
 
     private mutating func refill() {
         precondition(chunk < 1 << 20, "keystream block exhausted")
-        words = NoiseSource.keystreamWords(key: key, stream: stream, index: block << 20 | chunk, count: chunkWords)
+        NoiseSource.keystream(key: key, stream: stream, index: block << 20 | chunk, count: chunkWords).copyWords(to: buffer)
+        filled = chunkWords
         chunk += 1
         position = 0
     }

@@ -14,7 +14,7 @@ import Foundation
 public struct NoiseSource {
     private let key: SymmetricKey
     private var counter: UInt64 = 0
-    private var words: [UInt64] = []
+    private var words = KeystreamChunk(littleEndianBytes: Data())
     private var position = 0
     private var gaussianCalls: UInt32 = 0
     /// The explicit seed, or nil when the key came from the operating system.
@@ -52,8 +52,15 @@ public struct NoiseSource {
     private static let chunkBytes = 1 << 20
     private static let zeros = [UInt8](repeating: 0, count: chunkBytes)
 
-    /// `count` little-endian words of the keystream under nonce (stream, index).
+    /// `count` words of the keystream under nonce (stream, index), read as little-endian.
     static func keystreamWords(key: SymmetricKey, stream: UInt32, index: UInt64, count: Int) -> [UInt64] {
+        let chunk = keystream(key: key, stream: stream, index: index, count: count)
+        return (0..<count).map { chunk[$0] }
+    }
+
+    /// `count` 64-bit words of the keystream under nonce (stream, index), kept in the bytes
+    /// swift-crypto returns (no copy).
+    static func keystream(key: SymmetricKey, stream: UInt32, index: UInt64, count: Int) -> KeystreamChunk {
         precondition(count * 8 <= chunkBytes, "keystream chunk too large")
         var nonceBytes: [UInt8] = []
         withUnsafeBytes(of: stream.littleEndian) { nonceBytes.append(contentsOf: $0) }
@@ -62,19 +69,13 @@ public struct NoiseSource {
         // as sealing zeros, without computing a Poly1305 tag nobody reads.
         let keystream = try! Insecure.ChaCha20CTR.encrypt(zeros[0..<(count * 8)], using: key,
                                                           counter: .init(offset: 1), nonce: .init(data: nonceBytes))
-        return [UInt64](unsafeUninitializedCapacity: count) { buffer, initialized in
-            keystream.withUnsafeBytes { UnsafeMutableRawBufferPointer(buffer).copyMemory(from: $0) }
-            #if _endian(big)
-            for i in 0..<count { buffer[i] = UInt64(littleEndian: buffer[i]) }
-            #endif
-            initialized = count
-        }
+        return KeystreamChunk(littleEndianBytes: keystream)
     }
 
     /// A uniform double in (0, 1) from 53 random bits.
     public mutating func nextUniform() -> Double {
         if position == words.count {
-            words = Self.keystreamWords(key: key, stream: 0, index: counter, count: Self.chunkBytes / 8)
+            words = Self.keystream(key: key, stream: 0, index: counter, count: Self.chunkBytes / 8)
             counter += 1
             position = 0
         }
@@ -126,9 +127,39 @@ public struct NoiseSource {
                 // ≈ 1.02 words per draw, and a pass may skip the last < 256 words of a chunk; a
                 // second chunk is made in the rare case the first runs short.
                 var words = KeystreamWords(key: shared.value.key, stream: stream, block: UInt64(block),
-                                           chunkWords: range.count + range.count / 16 + 512)
+                                           chunkWords: 4096)
                 GaussianSampler.addNoise(to: shared.value.values, range: range, grid: grid, words: &words)
             }
         }
+    }
+}
+
+/// 64-bit words of ChaCha20 keystream, stored as swift-crypto's `Data` in the CPU's byte order.
+struct KeystreamChunk {
+    private var bytes: Data
+
+    /// The keystream as produced: words in little-endian byte order.
+    init(littleEndianBytes: Data) {
+        bytes = littleEndianBytes
+        #if _endian(big)
+        bytes.withUnsafeMutableBytes { raw in
+            for i in 0..<(raw.count / 8) {
+                let word = raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)
+                raw.storeBytes(of: UInt64(littleEndian: word), toByteOffset: i * 8, as: UInt64.self)
+            }
+        }
+        #endif
+    }
+
+    var count: Int { bytes.count / 8 }
+
+    subscript(i: Int) -> UInt64 {
+        bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self) }
+    }
+
+    /// Copies the words to the start of `destination`, which has room for `count`.
+    func copyWords(to destination: UnsafeMutableBufferPointer<UInt64>) {
+        precondition(destination.count >= count, "keystream destination too small")
+        bytes.withUnsafeBytes { UnsafeMutableRawBufferPointer(destination).copyMemory(from: $0) }
     }
 }
