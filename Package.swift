@@ -23,13 +23,16 @@ let package = Package(
                 linkerSettings: [.linkedLibrary("sentencepiece"),
                                  .linkedLibrary("sentencepiece_train"),
                                  .linkedLibrary("stdc++")]),
+        // Open MPI, loaded at run time (dlopen) only under mpirun (README "Training on several
+        // processes"), so dpft without mpirun needs no MPI library.
+        .target(name: "CMPI", linkerSettings: [.linkedLibrary("dl")]),
         // The vectorised common path of the DP noise sampler (GaussianSampler.fastPass), one
         // build per x86-64 level picked at load time.
         .target(name: "CNoise"),
         // The C ABI of compiled grouping plugins (a header only; DESIGN.md §4).
         .target(name: "CDPFTPlugin"),
         .target(name: "DPFT", dependencies: [
-            "CBLAS", "CHDF5", "CNoise", "CSentencePiece", "CDPFTPlugin",
+            "CBLAS", "CHDF5", "CMPI", "CNoise", "CSentencePiece", "CDPFTPlugin",
             .product(name: "Crypto", package: "swift-crypto"),
             // ChaCha20 without Poly1305 for the noise keystream (NoiseSource.keystreamWords).
             .product(name: "_CryptoExtras", package: "swift-crypto"),

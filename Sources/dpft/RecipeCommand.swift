@@ -38,15 +38,19 @@ struct RecipeCommand: ParsableCommand {
     }
 
     func run() throws {
+        let world = try Communicator.world()  // MPI_COMM_WORLD under mpirun, else one process
         let location = try RecipeLocation.find(recipe, assets: Assets.located())
-        FileHandle.standardOutput.write(Data((location.summary + "\n").utf8))  // before the runner's unbuffered lines
+        if world.isRoot {  // before the runner's unbuffered lines
+            FileHandle.standardOutput.write(Data((location.summary + "\n").utf8))
+        }
         // --plugin adds to the recipe's "plugins", so the resolved recipe and its hash name them.
         let loaded = try location.loadCheckingInputs(overrides: overrides, extraPlugins: plugins.paths)
-        let runner = RecipeRunner(recipe: loaded, resume: resume, overwrite: overwrite, interactive: isatty(STDOUT_FILENO) != 0) { line in
+        let runner = RecipeRunner(recipe: loaded, resume: resume, overwrite: overwrite,
+                                  interactive: isatty(STDOUT_FILENO) != 0, communicator: world) { line in
             // unbuffered, so progress lines reach a log file as they happen
             FileHandle.standardOutput.write(Data((line + "\n").utf8))
         }
         let summary = try runner.run()
-        print("final checkpoint: \(summary.finalCheckpoint)")
+        if world.isRoot { print("final checkpoint: \(summary.finalCheckpoint)") }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DPFT
+import Foundation
 
 struct DPFTCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -15,6 +16,27 @@ struct DPFTCommand: ParsableCommand {
 do {
     var command = try DPFTCommand.parseAsRoot()
     try command.run()
+    Communicator.launched?.finalize()
 } catch {
-    DPFTCommand.exit(withError: FileProblem.explained(error))
+    let explained = FileProblem.explained(error)
+    if let world = Communicator.launched, world.size > 1 { endDataParallelJob(world, failure: explained) }
+    DPFTCommand.exit(withError: explained)
+}
+
+/// Ends a data-parallel job after an error on this rank. An error every rank sees at once
+/// (`Communicator.isSeenByEveryRank`) is reported by rank 0 alone, and every rank leaves MPI
+/// normally, so rank 0 finishes writing the ledger first; any other error is reported with
+/// this rank's number and ends every rank now (MPI_Abort), so no rank waits forever.
+func endDataParallelJob(_ world: Communicator, failure: Error) -> Never {
+    let code = DPFTCommand.exitCode(for: failure).rawValue
+    let everyRank = Communicator.isSeenByEveryRank(failure)
+    if world.isRoot || !everyRank {
+        let message = "Error (rank \(world.rank) of \(world.size)): \(DPFTCommand.message(for: failure))\n"
+        FileHandle.standardError.write(Data(message.utf8))
+    }
+    if everyRank {
+        world.finalize()
+        exit(code == 0 ? 1 : code)
+    }
+    world.abort(code: code == 0 ? 1 : code)
 }

@@ -39,6 +39,10 @@ public struct PrivacyLedger: Codable, Sendable, Equatable {
     /// (the guarantee assumes the noise is secret). Ledgers written before this field existed
     /// read it from `noise`.
     public var privateRelease: Bool
+    /// Processes that trained the steps since the last start or resume (`mpirun -np N`; 1
+    /// without mpirun). The guarantee does not depend on it: every logical batch is one
+    /// Poisson sample with one noise draw whatever the number of processes.
+    public var worldSize: Int
     public var createdBy: String
 
     enum CodingKeys: String, CodingKey {
@@ -46,7 +50,7 @@ public struct PrivacyLedger: Codable, Sendable, Equatable {
         case targetEpsilon = "target_epsilon", noiseMultiplier = "noise_multiplier", sampleRate = "sample_rate"
         case groupingStrategy = "grouping", totalSensitivity = "total_sensitivity", datasetSize = "dataset_size"
         case expectedBatchSize = "expected_batch_size", recipeHash = "recipe_hash", privateRelease = "private_release"
-        case createdBy = "created_by"
+        case createdBy = "created_by", worldSize = "world_size"
     }
 
     /// Non-finite numbers (ε = ∞ when the accountant finds no finite ε) as JSON strings, both
@@ -98,13 +102,14 @@ public struct PrivacyLedger: Codable, Sendable, Equatable {
         recipeHash = try container.decode(String.self, forKey: .recipeHash)
         noise = try container.decode(String.self, forKey: .noise)
         privateRelease = try container.decodeIfPresent(Bool.self, forKey: .privateRelease) ?? (noise == "secure")
+        worldSize = try container.decodeIfPresent(Int.self, forKey: .worldSize) ?? 1
         createdBy = try container.decode(String.self, forKey: .createdBy)
     }
 
     public init(accountant: String, epsilon: Double, delta: Double, targetEpsilon: Double?, noiseMultiplier: Double,
                 sampleRate: Double, steps: Int, history: [MechanismSegment], clipping: ClippingFunction,
                 threshold: Double, grouping: Grouping, datasetSize: Int, expectedBatchSize: Double,
-                recipeHash: String, noiseSeed: UInt64?) {
+                recipeHash: String, noiseSeed: UInt64?, worldSize: Int = 1) {
         // `noiseSeed` is read only for whether there is one; its value is not kept.
         self.accountant = accountant
         self.epsilon = epsilon
@@ -125,6 +130,7 @@ public struct PrivacyLedger: Codable, Sendable, Equatable {
         self.recipeHash = recipeHash
         noise = noiseSeed == nil ? "secure" : "seeded"
         privateRelease = noiseSeed == nil
+        self.worldSize = worldSize
         createdBy = "dpft"
     }
 }

@@ -118,4 +118,11 @@ public final class PrivateGradient {
         for i in buffer.indices { buffer[i] *= inverse }
         examplesAccumulated = 0
     }
+
+    /// Ends a logical batch whose noised gradient another rank finishes (data-parallel runs:
+    /// this rank's clipped sum went to rank 0, and `model.gradients` is overwritten by the
+    /// broadcast of the finished gradient).
+    public func discardLogicalBatch() {
+        examplesAccumulated = 0
+    }
 }

@@ -77,6 +77,19 @@ public struct RunSummary: Sendable {
     public var finalEvaluation: RunEvaluation?
     public var finalCheckpoint: String
     public var exportDirectory: String?
+
+    init(steps: Int, epsilon: Double? = nil, delta: Double? = nil, noiseMultiplier: Double? = nil,
+         baseEvaluation: RunEvaluation? = nil, finalEvaluation: RunEvaluation? = nil, finalCheckpoint: String,
+         exportDirectory: String? = nil) {
+        self.steps = steps
+        self.epsilon = epsilon
+        self.delta = delta
+        self.noiseMultiplier = noiseMultiplier
+        self.baseEvaluation = baseEvaluation
+        self.finalEvaluation = finalEvaluation
+        self.finalCheckpoint = finalCheckpoint
+        self.exportDirectory = exportDirectory
+    }
 }
 
 /// Runs a recipe end to end (DESIGN.md §1 data flow), as torchtune's recipes do: setup stages
@@ -92,19 +105,25 @@ public final class RecipeRunner {
     public let overwrite: Bool
     let log: (String) -> Void
     let progress: ProgressReporter
+    /// The processes of a data-parallel run (`Communicator.single` without mpirun). Only rank
+    /// 0 logs, evaluates and writes files; every rank trains.
+    public let communicator: Communicator
     /// Test-only (the audit's proof that it guards the engine): the noise actually added is
     /// scaled by this while the budget and ledger account the recipe's σ. Never set outside tests.
     var brokenNoiseScale = 1.0
 
-    /// `log` receives whole lines (the resolved recipe, summaries, evaluations). Without
-    /// `resume` or `overwrite`, a run into a directory that holds another run is refused.
+    /// `log` receives whole lines (the resolved recipe, summaries, evaluations); on ranks other
+    /// than 0 it is never called. Without `resume` or `overwrite`, a run into a directory that
+    /// holds another run is refused.
     public init(recipe: Recipe, resume: Bool = false, overwrite: Bool = false, interactive: Bool = false,
-                log: @escaping (String) -> Void) {
+                communicator: Communicator = .single, log: @escaping (String) -> Void) {
         self.recipe = recipe
         self.resume = resume
         self.overwrite = overwrite
+        self.communicator = communicator
+        let log = communicator.isRoot ? log : { _ in }
         self.log = log
-        progress = ProgressReporter(interactive: interactive, log: log)
+        progress = ProgressReporter(interactive: interactive && communicator.isRoot, log: log)
     }
 
     /// Sets the run up stage by stage, then trains. Nothing is written before every stage up
@@ -113,7 +132,7 @@ public final class RecipeRunner {
     /// directory another run holds is refused at once, before the setup stages.
     public func run() throws -> RunSummary {
         guard !(resume && overwrite) else { throw RunError.resumeAndOverwrite }
-        try RunDirectoryLock.checkNotHeld(directory: URL(fileURLWithPath: recipe.output.directory))
+        if communicator.isRoot { try RunDirectoryLock.checkNotHeld(directory: URL(fileURLWithPath: recipe.output.directory)) }
         let recipeHash = recipe.hash
         log("recipe \(recipe.name) (sha256 \(recipeHash.prefix(12))…):")
         log(recipe.resolvedJSON)
@@ -127,7 +146,8 @@ public final class RecipeRunner {
         let model = try setupModel(checkpoint: resumed?.checkpoint ?? base, adapter: adapter, data: data)
         let privacy = try setupPrivacy(registry: registry, model: model, data: data, resumed: resumed)
         let (optimizer, schedule) = try setupOptimizer(model: model, resumed: resumed)
-        let directory = try setupRunDirectory(adapter: adapter, resumed: resumed)
+        let directory = communicator.isRoot ? try setupRunDirectory(adapter: adapter, resumed: resumed) : nil
+        if communicator.size > 1 { log("data-parallel: \(communicator.size) processes (rank 0 samples, adds the noise and writes)") }
         return try train(PreparedRun(recipeHash: recipeHash, base: base, data: data, trainDataSHA256: trainDataSHA256,
                                      model: model, privacy: privacy, optimizer: optimizer, schedule: schedule,
                                      directory: directory, resumed: resumed?.state))
@@ -150,14 +170,14 @@ public final class RecipeRunner {
     /// `TrainingStep`, booked in the privacy budget, logged to metrics.jsonl; evaluations and
     /// checkpoints as the recipe asks.
     private func train(_ run: PreparedRun) throws -> RunSummary {
-        let evaluator = run.data.evaluation.map {
+        let evaluator = run.data.evaluation.flatMap { data in communicator.isRoot ? data : nil }.map {
             RunEvaluator(data: $0, encoder: run.data.encoder, physicalBatchSize: recipe.training.physicalBatchSize,
                          generateExamples: recipe.training.generateExamples, maxNewTokens: recipe.training.maxNewTokens)
         }
         var baseEvaluation: RunEvaluation?
         if let evaluator, run.resumed == nil {
             baseEvaluation = try evaluate(evaluator, run.model, label: "base")
-            run.directory.metrics.write(["step": 0, "eval": baseEvaluation!.dictionary])
+            run.directory?.metrics.write(["step": 0, "eval": baseEvaluation!.dictionary])
         }
         var budget = run.privacy?.budget
         if let planned = budget?.totalSteps, let fits = try budget?.stopBeforeExceedingTarget(atStep: run.resumed?.step ?? 0),
@@ -183,6 +203,7 @@ public final class RecipeRunner {
             step += 1
             let isLast = step == totalSteps
             let checkpointDue = isLast || (recipe.output.checkpointEvery > 0 && step % recipe.output.checkpointEvery == 0)
+            guard let directory = run.directory else { continue }  // ranks other than 0 write nothing
             let spent = checkpointDue ? try budget?.spent() : nil
             if let spent { meter.record(spent.epsilon, step: step) }
             let epsilon = checkpointDue ? spent?.epsilon : try meter.epsilon(after: step, budget: budget, required: false)
@@ -194,9 +215,10 @@ public final class RecipeRunner {
             if recipe.training.evalEvery > 0, step % recipe.training.evalEvery == 0, !isLast, let evaluator {
                 line["eval"] = try evaluate(evaluator, run.model, label: "step \(step)").dictionary
             }
-            run.directory.metrics.write(line)
+            directory.metrics.write(line)
             if checkpointDue {
-                lastCheckpoint = try saveCheckpoint(run, budget: budget, spent: spent, step: step, totalSteps: totalSteps)
+                lastCheckpoint = try saveCheckpoint(run, directory, budget: budget, spent: spent, step: step,
+                                                    totalSteps: totalSteps)
             }
         }
         progress.finish()
@@ -211,14 +233,14 @@ public final class RecipeRunner {
     private func diverged(_ run: PreparedRun, _ failure: TrainingStep.NonFinite, step: Int,
                           budget: PrivacyBudget?) throws -> RunError {
         progress.finish()
-        let lastGood = RunDirectory.checkpoints(in: run.directory.url).last?.url.path
+        let lastGood = run.directory.flatMap { RunDirectory.checkpoints(in: $0.url).last?.url.path }
         var ledgerPath: String?, epsilon: Double?
-        if let budget, let privacy = run.privacy {
+        if let budget, let privacy = run.privacy, let directory = run.directory {
             let spent = try budget.spent()
             epsilon = spent?.epsilon
             let ledger = privacy.ledger(budget: budget, spent: spent, recipeHash: run.recipeHash,
-                                        datasetSize: run.data.datasetSize)
-            let url = run.directory.url.appendingPathComponent("privacy-ledger.json")
+                                        datasetSize: run.data.datasetSize, worldSize: communicator.size)
+            let url = directory.url.appendingPathComponent("privacy-ledger.json")
             try writeAtomically(to: url) { try Data(ledger.json.utf8).write(to: $0) }
             ledgerPath = url.path
         }
@@ -237,36 +259,41 @@ public final class RecipeRunner {
             method = .shuffled(batchSize: recipe.training.batchSize, seed: recipe.training.seed)
         }
         return TrainingStep(model: run.model, optimizer: run.optimizer, examples: run.data.train.examples,
-                            physicalBatchSize: recipe.training.physicalBatchSize, method: method)
+                            physicalBatchSize: recipe.training.physicalBatchSize, method: method,
+                            communicator: communicator)
     }
 
     /// `step-N.h5` with the resume state and, for a private run, the ledger so far.
-    private func saveCheckpoint(_ run: PreparedRun, budget: PrivacyBudget?, spent: PrivacySpent?, step: Int,
-                                totalSteps: Int) throws -> URL {
+    private func saveCheckpoint(_ run: PreparedRun, _ directory: RunDirectory, budget: PrivacyBudget?,
+                                spent: PrivacySpent?, step: Int, totalSteps: Int) throws -> URL {
         let state = RunState(step: step, totalSteps: totalSteps, recipeHash: run.recipeHash,
                              noiseMultiplier: budget?.noiseMultiplier, history: budget?.history ?? [],
                              datasetSize: run.data.datasetSize, optimizerSteps: run.optimizer.stepCount,
                              trainDataSHA256: run.trainDataSHA256)
         let ledger = budget.flatMap { budget in
-            run.privacy?.ledger(budget: budget, spent: spent, recipeHash: run.recipeHash, datasetSize: run.data.datasetSize)
+            run.privacy?.ledger(budget: budget, spent: spent, recipeHash: run.recipeHash, datasetSize: run.data.datasetSize,
+                                worldSize: communicator.size)
         }
-        return try run.directory.saveCheckpoint(model: run.model, base: run.base, optimizer: run.optimizer,
+        return try directory.saveCheckpoint(model: run.model, base: run.base, optimizer: run.optimizer,
                                                 state: state, ledger: ledger)
     }
 
     /// After the loop: `final.h5`, the final evaluation, the export, the closing log lines.
     private func finish(_ run: PreparedRun, budget: PrivacyBudget?, step: Int, lastCheckpoint: URL?,
                         evaluator: RunEvaluator?, baseEvaluation: RunEvaluation?) throws -> RunSummary {
-        let finalURL = try run.directory.publishFinal(lastCheckpoint: lastCheckpoint)
+        guard let directory = run.directory else {  // a rank other than 0: rank 0 publishes
+            return RunSummary(steps: step, finalCheckpoint: RunDirectory.finalURL(in: recipe.output.directory).path)
+        }
+        let finalURL = try directory.publishFinal(lastCheckpoint: lastCheckpoint)
         var finalEvaluation: RunEvaluation?
         if let evaluator {
             let evaluation = try evaluate(evaluator, run.model, label: "final")
-            run.directory.metrics.write(["step": step, "eval": evaluation.dictionary])
+            directory.metrics.write(["step": step, "eval": evaluation.dictionary])
             finalEvaluation = evaluation
         }
         var exportDirectory: String?
         if let export = recipe.output.export {
-            let target = try run.directory.export(export, finalCheckpoint: finalURL)
+            let target = try directory.export(export, finalCheckpoint: finalURL)
             exportDirectory = target.path
             log("exported to \(target.path) (\(export.format.rawValue)\(export.mergeLoRA ? ", LoRA merged" : ""))")
         }

@@ -129,12 +129,17 @@ struct RunDirectory {
         return target
     }
 
+    /// Where `publishFinal` writes `final.h5` in the run directory `directory`.
+    static func finalURL(in directory: String) -> URL {
+        URL(fileURLWithPath: directory).appendingPathComponent("final.h5")
+    }
+
     /// `final.h5`: the last checkpoint written, or else the newest step checkpoint (a run
     /// resumed at its last step writes none), standing alone — a step checkpoint's reference
     /// to its frozen base is resolved into full weights. Written atomically; kept as it was
     /// when there is no checkpoint at all.
     func publishFinal(lastCheckpoint: URL?) throws -> URL {
-        let finalURL = url.appendingPathComponent("final.h5")
+        let finalURL = Self.finalURL(in: url.path)
         guard let source = lastCheckpoint ?? Self.checkpoints(in: url).last?.url else { return finalURL }
         if frozenBase == nil {
             try writeAtomically(to: finalURL) { try FileManager.default.copyItem(at: source, to: $0) }

@@ -29,14 +29,15 @@ struct PrivacyPlan {
     let budget: PrivacyBudget
 
     /// The ledger a checkpoint carries when `budget` (this plan's, advanced) has spent `spent`.
-    func ledger(budget: PrivacyBudget, spent: PrivacySpent?, recipeHash: String, datasetSize: Int) -> PrivacyLedger {
+    func ledger(budget: PrivacyBudget, spent: PrivacySpent?, recipeHash: String, datasetSize: Int,
+                worldSize: Int) -> PrivacyLedger {
         PrivacyLedger(accountant: section.accountant.rawValue, epsilon: spent?.epsilon ?? .infinity, delta: section.delta,
                       targetEpsilon: section.targetEpsilon, noiseMultiplier: budget.noiseMultiplier,
                       sampleRate: budget.sampleRate, steps: budget.stepsTaken, history: budget.history,
                       clipping: section.clipping, threshold: section.threshold, grouping: engine.grouping,
                       datasetSize: datasetSize,
                       expectedBatchSize: PoissonSampler(datasetSize: datasetSize, sampleRate: budget.sampleRate).expectedBatchSize,
-                      recipeHash: recipeHash, noiseSeed: section.noiseSeed)
+                      recipeHash: recipeHash, noiseSeed: section.noiseSeed, worldSize: worldSize)
     }
 }
 
@@ -51,7 +52,9 @@ struct PreparedRun {
     let privacy: PrivacyPlan?
     let optimizer: Optimizer
     let schedule: LearningRateSchedule
-    let directory: RunDirectory
+    /// The locked run directory; nil on the ranks other than 0 of a data-parallel run, which
+    /// write nothing.
+    let directory: RunDirectory?
     let resumed: RunState?
 }
 

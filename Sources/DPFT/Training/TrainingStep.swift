@@ -9,6 +9,13 @@ import Foundation
 /// - Non-private: shuffled epochs of fixed-size batches bucketed by length (seeded); the mean
 ///   gradient over the logical batch.
 ///
+/// Data-parallel under `mpirun` (`communicator`): rank 0 draws the logical batch and sends it to
+/// every rank; each rank runs its share (every `size`-th example of the length-sorted batch)
+/// through the same code; the gradient sums meet at rank 0, which alone adds the noise (private)
+/// or divides (non-private); the finished gradient is broadcast and every rank takes the same
+/// optimizer step. The guarantee is the single process's: one Poisson sample and one noise
+/// draw per logical batch, the same clipped sum up to the order of float additions.
+///
 /// This is the only place the training loop calls the model's forward/backward and the
 /// book-keeping engine.
 public final class TrainingStep {
@@ -61,6 +68,9 @@ public final class TrainingStep {
     public let examples: [TokenizedExample]
     public let physicalBatchSize: Int
     public let method: Method
+    public let communicator: Communicator
+    /// Every this many steps the ranks compare parameter checksums (data-parallel runs only).
+    public static let agreementCheckInterval = 10
     private let sampler: PoissonSampler?
     private var secureSource = NoiseSource.secure()
     private var shuffled: [Int] = []
@@ -68,8 +78,9 @@ public final class TrainingStep {
     /// `examples` are the training set (N = their count); micro-batches hold at most
     /// `physicalBatchSize` of them.
     public init(model: Transformer, optimizer: Optimizer, examples: [TokenizedExample], physicalBatchSize: Int,
-                method: Method) {
+                method: Method, communicator: Communicator = .single) {
         self.model = model
+        self.communicator = communicator
         self.optimizer = optimizer
         self.examples = examples
         self.physicalBatchSize = max(physicalBatchSize, 1)
@@ -109,7 +120,43 @@ public final class TrainingStep {
         if let bad = Self.firstNonFinite(model.parameters, names: model.gradients.names) {
             throw NonFinite.parameter(tensor: bad.name, index: bad.index, value: bad.value)
         }
+        if communicator.size > 1, (step + 1) % Self.agreementCheckInterval == 0 { try checkRanksAgree(step: step + 1) }
         return result
+    }
+
+    /// Throws `DistributedError.ranksDisagree` on every rank when some rank's trainable
+    /// parameters differ from rank 0's (a checksum of their bits; cheap beside a step).
+    func checkRanksAgree(step: Int) throws {
+        var checksum: UInt64 = 0
+        for name in model.gradients.names {
+            guard let tensor = model.parameters[name] else { continue }
+            let base = tensor.storage.base + tensor.offset
+            for i in 0..<tensor.count { checksum = checksum &+ UInt64(base[i].bitPattern) &* UInt64(i &+ 1) }
+            checksum = (checksum << 7) | (checksum >> 57)
+        }
+        let rootChecksum = communicator.broadcast([Int(bitPattern: UInt(checksum))])[0]
+        var differs = [Double](repeating: 0, count: communicator.size)
+        differs[communicator.rank] = rootChecksum == Int(bitPattern: UInt(checksum)) ? 0 : 1
+        if let rank = communicator.sum(differs).firstIndex(where: { $0 > 0 }) {
+            throw DistributedError.ranksDisagree(step: step, rank: rank)
+        }
+    }
+
+    /// This rank's examples of a logical batch: every `size`-th one from position `rank`, so
+    /// that the length-sorted batch spreads its long and short examples over the ranks.
+    private func share(of batch: [Int]) -> [Int] {
+        stride(from: communicator.rank, to: batch.count, by: communicator.size).map { batch[$0] }
+    }
+
+    /// The ranks' gradient sums, finished by rank 0 (`finish`: noise and division, or the
+    /// division alone), on every rank. The logged loss and token count are summed the same way.
+    private func combine(loss: Double, tokens: Int, finish: () throws -> Void) rethrows -> (loss: Double, tokens: Int) {
+        let totals = communicator.sum([loss, Double(tokens)])
+        let gradients = UnsafeMutableBufferPointer(start: model.gradients.storage.base, count: model.gradients.count)
+        communicator.sumToRoot(gradients)
+        if communicator.isRoot { try finish() }
+        communicator.broadcast(gradients)
+        return (totals[0], Int(totals[1]))
     }
 
     /// The first NaN or infinity among the tensors `names` of `store`, in order. Each tensor is
@@ -138,18 +185,22 @@ public final class TrainingStep {
     private func privateGradient(step: Int, engine: PrivateGradient, noiseMultiplier: Double,
                                  noiseSeed: UInt64?) throws -> Result {
         let sampler = sampler!
-        let batch = sampleBatch(step: step, noiseSeed: noiseSeed)
+        let batch = communicator.broadcast(communicator.isRoot ? sampleBatch(step: step, noiseSeed: noiseSeed) : [])
         var loss = 0.0, tokens = 0
-        for micro in MicroBatches(examples, order: batch, size: physicalBatchSize) {
+        for micro in MicroBatches(examples, order: share(of: batch), size: physicalBatchSize) {
             let microLoss = try engine.accumulate(micro.batch)
             loss += Double(microLoss) * Double(micro.indices.count)
             tokens += micro.tokens
         }
-        var noise = noiseSeed.map { NoiseSource.seeded($0, purpose: "noise", index: UInt64(step)) } ?? secureSource
-        try engine.finishLogicalBatch(noiseMultiplier: noiseMultiplier, expectedBatchSize: sampler.expectedBatchSize,
-                                      noise: &noise)
-        if noiseSeed == nil { secureSource = noise }
-        return Result(loss: batch.isEmpty ? .nan : loss / Double(batch.count), examples: batch.count, tokens: tokens)
+        let total = try combine(loss: loss, tokens: tokens) {
+            var noise = noiseSeed.map { NoiseSource.seeded($0, purpose: "noise", index: UInt64(step)) } ?? secureSource
+            try engine.finishLogicalBatch(noiseMultiplier: noiseMultiplier, expectedBatchSize: sampler.expectedBatchSize,
+                                          noise: &noise)
+            if noiseSeed == nil { secureSource = noise }
+        }
+        if !communicator.isRoot { engine.discardLogicalBatch() }
+        return Result(loss: batch.isEmpty ? .nan : total.loss / Double(batch.count), examples: batch.count,
+                      tokens: total.tokens)
     }
 
     /// The logical batch of private step `step`: each example joins with probability q, drawn
@@ -177,14 +228,15 @@ public final class TrainingStep {
         model.sumsPerExampleLosses = true
         defer { model.sumsPerExampleLosses = false }
         var loss = 0.0, tokens = 0
-        for micro in MicroBatches(examples, order: batch, size: physicalBatchSize) {
+        for micro in MicroBatches(examples, order: share(of: batch), size: physicalBatchSize) {
             try model.forward(micro.batch)
             loss += Double(model.perExampleLosses.reduce(0, +))
             model.backward()
             tokens += micro.tokens
         }
-        scaleGradients(by: 1 / Float(max(batch.count, 1)))
-        return Result(loss: batch.isEmpty ? .nan : loss / Double(batch.count), examples: batch.count, tokens: tokens)
+        let total = combine(loss: loss, tokens: tokens) { scaleGradients(by: 1 / Float(max(batch.count, 1))) }
+        return Result(loss: batch.isEmpty ? .nan : total.loss / Double(batch.count), examples: batch.count,
+                      tokens: total.tokens)
     }
 
     private func scaleGradients(by factor: Float) {
