@@ -136,4 +136,33 @@ import Testing
         let final = try Checkpoint.read(from: run.appendingPathComponent("final.h5"))
         #expect(try PrivacyLedger(json: #require(final.privacyLedger)).steps == 40)
     }
+
+    /// Errors under mpirun end the job with a non-zero exit and do not hang. A diverged step is
+    /// seen by every rank at once (the loss and gradient are the ranks' sum): rank 0 alone
+    /// reports it after writing `privacy-ledger.json`. A bad training line fails every rank's
+    /// setup; the first to report it names its rank, the line, and ends the others.
+    @Test func errorsEndTheJobWithAClearMessage() throws {
+        let workspace = try RecipeRunnerTests.Workspace()
+        defer { try? FileManager.default.removeItem(at: workspace.directory) }
+        let recipe = try workspace.recipe(privacy: Self.seeded)
+        let log = workspace.directory.appendingPathComponent("diverged.log")
+        let diverging = try Self.mpiProcess(ranks: 2, ["recipe", recipe.path, "--set", "training.optimizer.name=sgd",
+                                                       "--set", "training.optimizer.learning_rate=1e30"], log: log)
+        diverging.waitUntilExit()
+        let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        #expect(diverging.terminationStatus != 0, "\(output)")
+        #expect(output.components(separatedBy: "training diverged at step").count == 2, "reported once: \(output)")
+        #expect(output.contains("Error (rank 0 of 2)"), "\(output)")
+        let ledger = workspace.directory.appendingPathComponent("run/privacy-ledger.json")
+        #expect(try PrivacyLedger(json: String(contentsOf: ledger, encoding: .utf8)).worldSize == 2)
+
+        try Data("{\"instruction\": \"x\"\n".utf8).write(to: URL(fileURLWithPath: workspace.train))
+        let badLog = workspace.directory.appendingPathComponent("bad.log")
+        let bad = try Self.mpiProcess(ranks: 2, ["recipe", recipe.path, "--set", "output.directory=bad"], log: badLog)
+        bad.waitUntilExit()
+        let badOutput = (try? String(contentsOf: badLog, encoding: .utf8)) ?? ""
+        #expect(bad.terminationStatus != 0, "\(badOutput)")
+        #expect(badOutput.contains("train.jsonl:1"), "names the file and line: \(badOutput)")
+        #expect(badOutput.contains(" of 2): "), "names the rank: \(badOutput)")
+    }
 }
