@@ -6,7 +6,7 @@ RELEASE_BIN = .build/release/dpft
 DEMO_DIR = runs/demo
 PREFIX ?= /usr/local
 
-.PHONY: deps build release test demo base-model moe-base smoke bench fuzz install uninstall clean
+.PHONY: deps build release test demo base-model moe-base smoke bench fuzz mpi-netns install uninstall clean
 
 deps:
 	@tools/install-deps.sh
@@ -61,6 +61,12 @@ smoke: release
 bench: release
 	@tools/install-deps.sh time
 	benchmarks/run.sh
+
+# Two ranks on two simulated hosts: network namespaces joined by a veth pair, the ranks talking
+# TCP across it; checks the run logs exactly what two ranks on one host log (needs root).
+mpi-netns: release
+	@tools/install-deps.sh iproute2
+	tools/mpi-netns.sh
 
 # Coverage-guided fuzzing of every parser of outside input (README "Fuzzing"): builds the
 # separate package Fuzz/ with libFuzzer and AddressSanitizer (its own build folder, so `make

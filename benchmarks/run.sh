@@ -75,6 +75,17 @@ awk -v n="$noise_seconds" -v p="$private_seconds" -v c="$coordinates" -v cpu="$c
     'BEGIN { printf "  %d draws: %.1f ms (%.2f ns per draw, %.2f CPU ns)  = %.1f%% of the private step (%.3f s)\n", c, n * 1e3, n / c * 1e9, cpu, 100 * n / p, p }'
 
 echo
+echo "== data-parallel over Open MPI (README \"Training on several processes\"): 1 process × 2 threads vs 2 processes × 1 thread, same run"
+for lora in "" "--lora-rank 8"; do
+    for private in "" "--private all-layer"; do
+        # shellcheck disable=SC2086
+        "$bin" bench step --threads 2 $lora $private
+        # shellcheck disable=SC2086
+        "$bin" bench step --ranks 2 --threads 1 $lora $private
+    done
+done
+
+echo
 echo "== mixture of experts (recipes/models/mixtral-reference.json: d=256, 4 layers, 4 experts top-2, vocab 8192, B=16, T=128)"
 moe=(--config recipes/models/mixtral-reference.json)
 for lora in "" "--lora-rank 8"; do

@@ -121,34 +121,79 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Clip function for --private: abadi or automatic.")
         var clipping: ClippingChoice = .abadi
 
+        @Option(help: ArgumentHelp("Processes sharing each step (data-parallel over Open MPI): runs itself under `mpirun -np N`.",
+                                   discussion: "Each process then uses --threads threads (default: the cores divided by N)."))
+        var ranks: Int = 1
+
+        @Option(help: "Threads for BLAS and dpft's own loops (default: every core, at most 8).")
+        var threads: Int?
+
         @OptionGroup var plugins: PluginOptions
 
         @Flag(help: "Print JSON.")
         var json = false
 
         func run() throws {
-            guard batchSize > 0, sequenceLength > 0, steps > 0 else {
-                throw ValidationError("--batch-size, --sequence-length and --steps must be positive")
+            guard batchSize > 0, sequenceLength > 0, steps > 0, ranks > 0, (threads ?? 1) > 0 else {
+                throw ValidationError("--batch-size, --sequence-length, --steps, --ranks and --threads must be positive")
+            }
+            let world = try Communicator.world()
+            if ranks > 1 && world.size == 1 { return try runUnderMPIRun() }
+            if let threads {
+                Parallel.threadCount = threads
+                BLAS.threadCount = threads
             }
             let modelConfig = try ModelConfig(contentsOf: URL(fileURLWithPath: config))
             let lora = loraRank.map { LoRAConfig(rank: $0, alpha: Double(2 * $0), targets: modelConfig.adaptableModuleNames) }
             let result = try StepBenchmark.run(config: modelConfig, batchSize: batchSize,
                                                sequenceLength: sequenceLength, steps: steps, lora: lora,
                                                grouping: `private`, groupingOptions: try GroupingOptions(json: groupingOptions),
-                                               registry: try plugins.registry(), clipping: clipping == .abadi ? .abadi : .automatic(gamma: 0.01))
+                                               registry: try plugins.registry(), clipping: clipping == .abadi ? .abadi : .automatic(gamma: 0.01),
+                                               communicator: world)
+            if world.isRoot { try report(result, modelConfig: modelConfig) }
+        }
+
+        private func report(_ result: StepBenchmark.Result, modelConfig: ModelConfig) throws {
             if json {
                 let object: [String: Any] = ["seconds_per_step": result.medianSeconds, "tokens_per_second": result.tokensPerSecond,
                                              "steps": result.secondsPerStep, "trainable_parameters": result.trainableParameters,
                                              "batch_size": batchSize, "sequence_length": sequenceLength, "lora_rank": loraRank as Any,
-                                             "private": `private` as Any, "peak_book_bytes": result.peakBookBytes]
+                                             "private": `private` as Any, "peak_book_bytes": result.peakBookBytes,
+                                             "ranks": result.ranks, "threads": Parallel.threadCount,
+                                             "gradient_bytes_per_step": result.gradientBytesPerStep,
+                                             "gradient_seconds_per_step": result.gradientSecondsPerStep]
                 print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
                 return
             }
             let kind = `private`.map { "private \($0) (\(clipping.rawValue))" } ?? "non-private"
+            let processes = result.ranks > 1
+                ? String(format: ", %d ranks × %d threads, %.1f MiB reduced+broadcast in %.3f s", result.ranks, Parallel.threadCount,
+                         Double(result.gradientBytesPerStep) / 1_048_576, result.gradientSecondsPerStep) : ""
             print("dpft \(kind) step (\(modelConfig.modelType.rawValue), B=\(batchSize), T=\(sequenceLength)"
                   + (loraRank.map { ", LoRA r=\($0)" } ?? ", full") + ", \(result.trainableParameters) trainable): "
                   + String(format: "%.3f s/step (median of %d), %.0f tokens/s", result.medianSeconds, steps, result.tokensPerSecond)
-                  + (`private` != nil ? String(format: ", peak books %.1f MiB", Double(result.peakBookBytes) / 1_048_576) : ""))
+                  + (`private` != nil ? String(format: ", peak books %.1f MiB", Double(result.peakBookBytes) / 1_048_576) : "")
+                  + processes)
+        }
+
+        /// Runs this command again under `mpirun -np ranks` (root allowed, ranks may outnumber
+        /// cores), each process with `threads` threads (default: the cores divided by the ranks).
+        private func runUnderMPIRun() throws {
+            var arguments = Array(CommandLine.arguments.dropFirst())
+            if let index = arguments.firstIndex(of: "--ranks") { arguments.removeSubrange(index...(index + 1)) }
+            arguments.removeAll { $0.hasPrefix("--ranks=") }
+            if threads == nil {
+                arguments += ["--threads", String(max(1, ProcessInfo.processInfo.activeProcessorCount / ranks))]
+            }
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["mpirun", "-np", String(ranks), "--oversubscribe", "--bind-to", "none",
+                                 "--allow-run-as-root", Bundle.main.executablePath ?? CommandLine.arguments[0]] + arguments
+            try process.run()
+            process.waitUntilExit()
+            if process.terminationStatus != 0 {
+                throw ValidationError("mpirun -np \(ranks) failed (exit status \(process.terminationStatus)); is Open MPI installed (`make bench` installs it)?")
+            }
         }
     }
 

@@ -28,8 +28,10 @@ public final class Communicator: @unchecked Sendable {
     public let rank: Int
     public let size: Int
     private let usesMPI: Bool
-    /// Bytes this rank sent or received in gradient reductions and broadcasts so far.
+    /// Bytes of gradient this rank reduced or broadcast so far (each float counts once per call).
     public private(set) var gradientBytesMoved = 0
+    /// Seconds this rank spent in those calls, waiting for slower ranks included.
+    public private(set) var gradientSeconds = 0.0
 
     private init(rank: Int, size: Int, usesMPI: Bool) {
         self.rank = rank
@@ -74,15 +76,17 @@ public final class Communicator: @unchecked Sendable {
     /// Sums `values` over all ranks into rank 0's buffer (the other ranks' are left as they were).
     func sumToRoot(_ values: UnsafeMutableBufferPointer<Float>) {
         guard usesMPI, size > 1 else { return }
-        gradientBytesMoved += values.count * MemoryLayout<Float>.size
-        check(dpft_mpi_reduce_sum_float(values.baseAddress, values.count, 0), "MPI_Reduce")
+        timed(bytes: values.count * MemoryLayout<Float>.size) {
+            check(dpft_mpi_reduce_sum_float(values.baseAddress, values.count, 0), "MPI_Reduce")
+        }
     }
 
     /// Rank 0's `values` on every rank.
     func broadcast(_ values: UnsafeMutableBufferPointer<Float>) {
         guard usesMPI, size > 1 else { return }
-        gradientBytesMoved += values.count * MemoryLayout<Float>.size
-        check(dpft_mpi_broadcast(values.baseAddress, values.count * MemoryLayout<Float>.size, 0), "MPI_Bcast")
+        timed(bytes: values.count * MemoryLayout<Float>.size) {
+            check(dpft_mpi_broadcast(values.baseAddress, values.count * MemoryLayout<Float>.size, 0), "MPI_Bcast")
+        }
     }
 
     /// Rank 0's integers on every rank (their count travels first).
@@ -118,6 +122,13 @@ public final class Communicator: @unchecked Sendable {
     /// Ends MPI on this rank (a no-op without MPI); call once, before exiting.
     public func finalize() {
         if usesMPI { _ = dpft_mpi_finalize() }
+    }
+
+    private func timed(bytes: Int, _ body: () -> Void) {
+        let start = DispatchTime.now().uptimeNanoseconds
+        body()
+        gradientSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        gradientBytesMoved += bytes
     }
 
     private func check(_ status: Int32, _ call: String) {

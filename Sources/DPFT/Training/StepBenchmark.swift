@@ -8,6 +8,12 @@ public enum StepBenchmark {
         public var trainableParameters: Int
         /// Largest bytes of book copies held during a private step (0 for non-private).
         public var peakBookBytes: Int = 0
+        /// Processes (ranks) that shared each step.
+        public var ranks = 1
+        /// Per timed step on rank 0: gradient bytes reduced plus broadcast, and the seconds spent
+        /// in those calls (0 for one process).
+        public var gradientBytesPerStep = 0
+        public var gradientSecondsPerStep = 0.0
         public var medianSeconds: Double {
             let sorted = secondsPerStep.sorted()
             return sorted[sorted.count / 2]
@@ -24,7 +30,7 @@ public enum StepBenchmark {
     public static func run(config: ModelConfig, batchSize: Int, sequenceLength: Int, steps: Int,
                            warmup: Int = 1, lora: LoRAConfig? = nil, grouping: String? = nil,
                            groupingOptions: GroupingOptions = [:], registry: GroupingRegistry = .builtIn,
-                           clipping: ClippingFunction = .abadi) throws -> Result {
+                           clipping: ClippingFunction = .abadi, communicator: Communicator = .single) throws -> Result {
         let checkpoint = Checkpoint.initialized(config: config, seed: 1)
         let model = try Transformer(checkpoint: checkpoint, lora: lora, maxBatchSize: batchSize,
                                     maxSequenceLength: sequenceLength, adapterSeed: 2)
@@ -43,15 +49,22 @@ public enum StepBenchmark {
             method = .shuffled(batchSize: batchSize, seed: 0)
         }
         let trainingStep = TrainingStep(model: model, optimizer: try Optimizer(kind: .sgd(), model: model),
-                                        examples: examples, physicalBatchSize: batchSize, method: method)
+                                        examples: examples, physicalBatchSize: batchSize, method: method,
+                                        communicator: communicator)
         var times: [Double] = []
+        var bytesBefore = 0, secondsBefore = 0.0
         for step in 0..<(warmup + steps) {
+            if step == warmup { (bytesBefore, secondsBefore) = (communicator.gradientBytesMoved, communicator.gradientSeconds) }
+            communicator.barrier()  // every rank starts the step together
             let start = DispatchTime.now().uptimeNanoseconds
             try trainingStep.run(step: step, learningRate: 1e-4)
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             if step >= warmup { times.append(seconds) }
         }
         return Result(secondsPerStep: times, tokensPerStep: batchSize * sequenceLength,
-                      trainableParameters: model.gradients.count, peakBookBytes: trainingStep.peakBookBytes)
+                      trainableParameters: model.gradients.count, peakBookBytes: trainingStep.peakBookBytes,
+                      ranks: communicator.size,
+                      gradientBytesPerStep: (communicator.gradientBytesMoved - bytesBefore) / steps,
+                      gradientSecondsPerStep: (communicator.gradientSeconds - secondsBefore) / Double(steps))
     }
 }
