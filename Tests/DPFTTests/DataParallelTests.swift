@@ -103,7 +103,7 @@ import Testing
     }
 
     /// SIGKILL of rank 1 after the first checkpoint: mpirun exits non-zero within seconds and
-    /// names the rank; the newest checkpoint loads; `--resume` (one process) finishes the run.
+    /// names the rank; the newest checkpoint loads; `--resume` on 3 ranks finishes the run.
     @Test func aKilledRankEndsTheJobAndTheRunResumes() throws {
         let workspace = try RecipeRunnerTests.Workspace()
         defer { try? FileManager.default.removeItem(at: workspace.directory) }
@@ -131,10 +131,14 @@ import Testing
         #expect(newest.step < 40)
         _ = try Checkpoint.read(from: newest.url)
         #expect(CrashSoakTests.temporaries(run).isEmpty, "no half-written file: \(CrashSoakTests.names(run))")
-        let resumed = ExamplePlugin.run(["recipe", recipe.path, "--resume"] + sets, executable: try ExamplePlugin.dpft())
-        #expect(resumed.status == 0, "\(resumed.output)")
+        // Resumed by another number of ranks (3): the batches of step s depend only on the seed and s.
+        let resumeLog = workspace.directory.appendingPathComponent("resume.log")
+        let resumed = try Self.mpiProcess(ranks: 3, ["recipe", recipe.path, "--resume"] + sets, log: resumeLog)
+        resumed.waitUntilExit()
+        #expect(resumed.terminationStatus == 0, "\(String(describing: try? String(contentsOf: resumeLog, encoding: .utf8)))")
         let final = try Checkpoint.read(from: run.appendingPathComponent("final.h5"))
-        #expect(try PrivacyLedger(json: #require(final.privacyLedger)).steps == 40)
+        let ledger = try PrivacyLedger(json: #require(final.privacyLedger))
+        #expect(ledger.steps == 40 && ledger.worldSize == 3)
     }
 
     /// Errors under mpirun end the job with a non-zero exit and do not hang. A diverged step is
