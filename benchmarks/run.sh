@@ -63,6 +63,11 @@ for lora in "" "--lora-rank 8"; do
     done
 done
 
+if [ -x tools/.venv/bin/python ]; then
+    echo "  Opacus, same run (ghost clipping, noise σ = 1; tools/bench_opacus_step.py):"
+    peak_rss tools/.venv/bin/python -W ignore tools/bench_opacus_step.py | sed 's/^/  /'
+fi
+
 echo
 echo "== DP noise (ChaCha20, snapped grid Gaussian; Privacy/GaussianSampler.swift) vs the private all-layer full step above"
 private_json=$(cat "$scratch/private-full.json")
