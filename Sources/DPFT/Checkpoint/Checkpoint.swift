@@ -103,11 +103,20 @@ public struct Checkpoint {
         }
     }
 
+    /// This checkpoint without its tensors and adapters: the config, tokenizer and metadata on
+    /// which `Transformer.checkpoint(base:)` puts a model's current weights.
+    public var withoutWeights: Checkpoint {
+        var copy = self
+        copy.tensors = [:]
+        copy.adapters = [:]
+        return copy
+    }
+
     // MARK: Writing
 
     /// Writes the checkpoint atomically (temporary file, then rename).
     public func write(to url: URL) throws {
-        try validate(source: url.path)
+        if frozenBase == nil { try validate(source: url.path) }  // else the base file holds the tensors
         try writeAtomically(to: url) { temporary in
             let file = try HDF5File.create(temporary.path)
             try file.setAttribute("format", .string("dpft"))

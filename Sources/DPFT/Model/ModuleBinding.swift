@@ -110,7 +110,10 @@ extension FeedForwardDeclaration {
 extension Transformer {
     /// The model's tensors then the adapters' (`[R, in]`, `[out, R]`), one allocation, filled
     /// from `checkpoint`; a missing or misshapen adapter is an error naming it.
-    static func loadParameters(_ checkpoint: Checkpoint, adapters: [AdapterSpec], rank: Int) throws -> ParameterStore {
+    /// Copies every tensor into one store, removing each from `checkpoint` once copied: when
+    /// the caller handed over its only copy, the weights are never held twice (a 1.1B model
+    /// loads in its own size, not double).
+    static func loadParameters(_ checkpoint: inout Checkpoint, adapters: [AdapterSpec], rank: Int) throws -> ParameterStore {
         let specs = checkpoint.config.parameterSpecs
         var layout = specs.map { (name: $0.name, shape: $0.shape) }
         for adapter in adapters {
@@ -121,8 +124,10 @@ extension Transformer {
         }
         let parameters = ParameterStore(layout: layout)
         for (name, shape) in layout {
-            let source = checkpoint.tensors[name] ?? checkpoint.adapters[name]!
-            parameters[name]!.pointer.update(from: source.pointer, count: shape.reduce(1, *))
+            let source = checkpoint.tensors.removeValue(forKey: name) ?? checkpoint.adapters.removeValue(forKey: name)!
+            withExtendedLifetime(source) {  // `source` may hold the storage's last reference
+                parameters[name]!.pointer.update(from: source.pointer, count: shape.reduce(1, *))
+            }
         }
         return parameters
     }

@@ -266,7 +266,7 @@ public final class Transformer {
         self.maxSequenceLength = maxSequenceLength
         adapterSpecs = try lora.map { try config.adapterSpecs(for: $0) } ?? []
 
-        parameters = try Self.loadParameters(checkpoint, adapters: adapterSpecs, rank: lora?.rank ?? 0)
+        parameters = try Self.loadParameters(&checkpoint, adapters: adapterSpecs, rank: lora?.rank ?? 0)
         gradients = try Self.gradientStore(parameters, adapters: adapterSpecs, selection: requestedTrainable)
 
         // Activations and scratch.
@@ -615,10 +615,13 @@ public final class Transformer {
     /// Sets every gradient to zero.
     public func zeroGradients() { gradients.zero() }
 
-    /// The current parameters as a checkpoint (copies), adapters included.
-    public func checkpoint(base: Checkpoint) -> Checkpoint {
+    /// The current parameters as a checkpoint (copies), adapters included. Without
+    /// `weights` only the adapters are copied (a LoRA step checkpoint that refers to its
+    /// frozen base: copying a billion frozen weights per checkpoint would double the memory).
+    public func checkpoint(base: Checkpoint, weights: Bool = true) -> Checkpoint {
         var result = base
-        result.tensors = Dictionary(uniqueKeysWithValues: config.parameterSpecs.map { ($0.name, parameters[$0.name]!.copy()) })
+        result.tensors = weights
+            ? Dictionary(uniqueKeysWithValues: config.parameterSpecs.map { ($0.name, parameters[$0.name]!.copy()) }) : [:]
         result.adapters = Dictionary(uniqueKeysWithValues: adapterSpecs.flatMap { [$0.loraAName, $0.loraBName] }
             .map { ($0, parameters[$0]!.copy()) })
         result.adapterConfig = lora?.peftJSON

@@ -143,12 +143,20 @@ public final class RecipeRunner {
         let adapter = try setupAdapter(config: base.config)
         let data = try setupData(tokenizer: tokenizer, config: base.config)
         let trainDataSHA256 = try resumed?.trainDataSHA256 ?? fileSHA256(URL(fileURLWithPath: recipe.data.train))
-        let model = try setupModel(checkpoint: resumed?.checkpoint ?? base, adapter: adapter, data: data)
+        // Checkpoints are written from the model's tensors on the base's metadata: the base's own
+        // weights go into the model (not kept beside it, which would double the memory).
+        let metadata = base.withoutWeights
+        let model: Transformer
+        if let resumedCheckpoint = resumed?.checkpoint {
+            model = try setupModel(checkpoint: resumedCheckpoint, adapter: adapter, data: data)
+        } else {
+            model = try setupModel(checkpoint: consume base, adapter: adapter, data: data)
+        }
         let privacy = try setupPrivacy(registry: registry, model: model, data: data, resumed: resumed)
         let (optimizer, schedule) = try setupOptimizer(model: model, resumed: resumed)
         let directory = communicator.isRoot ? try setupRunDirectory(adapter: adapter, resumed: resumed) : nil
         if communicator.size > 1 { log("data-parallel: \(communicator.size) processes (rank 0 samples, adds the noise and writes)") }
-        return try train(PreparedRun(recipeHash: recipeHash, base: base, data: data, trainDataSHA256: trainDataSHA256,
+        return try train(PreparedRun(recipeHash: recipeHash, base: metadata, data: data, trainDataSHA256: trainDataSHA256,
                                      model: model, privacy: privacy, optimizer: optimizer, schedule: schedule,
                                      directory: directory, resumed: resumed?.state))
     }

@@ -114,7 +114,7 @@ struct RunDirectory {
     /// (only once the new one is complete, so a kill never leaves fewer than one).
     func saveCheckpoint(model: Transformer, base: Checkpoint, optimizer: Optimizer, state: RunState,
                         ledger: PrivacyLedger?) throws -> URL {
-        var checkpoint = model.checkpoint(base: base)
+        var checkpoint = model.checkpoint(base: base, weights: frozenBase == nil)
         checkpoint.frozenBase = frozenBase
         checkpoint.optimizerState = optimizer.state
         checkpoint.trainingState = try state.json()

@@ -172,12 +172,14 @@ extension RecipeRunner {
 
     /// The model from `checkpoint` (the base, or the resumed step), sized for the longest
     /// example or generation and for physical micro-batches.
-    func setupModel(checkpoint: Checkpoint, adapter: AdapterChoice, data: RunData) throws -> Transformer {
+    /// The model, built from `checkpoint`, which it consumes: the weights move into the
+    /// model's store instead of being held twice while it loads.
+    func setupModel(checkpoint: consuming Checkpoint, adapter: AdapterChoice, data: RunData) throws -> Transformer {
         let training = recipe.training, config = checkpoint.config
         let longest = max(data.train.examples.map(\.ids.count).max() ?? 1,
                           data.evaluation?.examples.map(\.ids.count).max() ?? 1)
         let generationLength = min(config.maxPositions, longest + training.maxNewTokens)
-        let model = try Transformer(checkpoint: checkpoint, lora: adapter.lora, trainable: adapter.trainable,
+        let model = try Transformer(checkpoint: consume checkpoint, lora: adapter.lora, trainable: adapter.trainable,
                                     maxBatchSize: max(training.physicalBatchSize, 1),
                                     maxSequenceLength: max(longest, generationLength), adapterSeed: training.seed)
         log("model: \(config.modelType.rawValue), \(model.trainableNames.count) trainable tensors, "

@@ -31,8 +31,8 @@ public enum StepBenchmark {
                            warmup: Int = 1, lora: LoRAConfig? = nil, grouping: String? = nil,
                            groupingOptions: GroupingOptions = [:], registry: GroupingRegistry = .builtIn,
                            clipping: ClippingFunction = .abadi, communicator: Communicator = .single) throws -> Result {
-        let checkpoint = Checkpoint.initialized(config: config, seed: 1)
-        let model = try Transformer(checkpoint: checkpoint, lora: lora, maxBatchSize: batchSize,
+        // The checkpoint is handed over, not kept: the model's store then holds the only copy.
+        let model = try Transformer(checkpoint: Checkpoint.initialized(config: config, seed: 1), lora: lora, maxBatchSize: batchSize,
                                     maxSequenceLength: sequenceLength, adapterSeed: 2)
         var generator = SeededGenerator(seed: 3)
         let examples = (0..<batchSize).map { _ in
