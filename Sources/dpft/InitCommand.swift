@@ -33,7 +33,7 @@ struct InitCommand: ParsableCommand {
             guard model.vocabularySize <= modelConfig.vocabularySize else {
                 throw ValidationError("the tokenizer \(tokenizer) has \(model.vocabularySize) pieces but vocab_size is \(modelConfig.vocabularySize)")
             }
-            checkpoint.tokenizerModel = model.modelBytes
+            checkpoint.store(model)
         }
         try checkpoint.write(to: URL(fileURLWithPath: output))
         let parameterCount = modelConfig.parameterSpecs.reduce(0) { $0 + $1.shape.reduce(1, *) }

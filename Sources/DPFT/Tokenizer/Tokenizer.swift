@@ -152,6 +152,12 @@ public final class Tokenizer: @unchecked Sendable {
         try self.init(modelBytes: [UInt8](data), configBytes: config.map { [UInt8]($0) }, source: path)
     }
 
+    /// The kind of tokenizer file `bytes` are: JSON text is a `tokenizer.json`, anything else
+    /// is taken for a SentencePiece protobuf.
+    public static func kind(ofFile bytes: [UInt8]) -> TokenizerKind {
+        isJSON(bytes) ? .bytePairJSON : .sentencePiece
+    }
+
     /// Whether `bytes` are JSON text (a `tokenizer.json`) rather than a protobuf.
     static func isJSON(_ bytes: [UInt8]) -> Bool {
         let first = bytes.drop { [0x20, 0x09, 0x0A, 0x0D, 0xEF, 0xBB, 0xBF].contains($0) }.first
