@@ -222,9 +222,9 @@ struct TokenizerCommand: ParsableCommand {
                 tokens = try lines.reduce(0) { $0 + (try tokenizer.encode($1)).count }
                 best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
             }
-            print(String(format: "%@ (%@): %d lines, %.2f MB, %d tokens; encode %.2f MB/s (best of %d, one thread)",
-                         tokenizer.source, tokenizer.kind.fileName, lines.count, Double(bytes) / 1e6, tokens,
-                         Double(bytes) / 1e6 / best, repeats))
+            let name = source.model ?? "\(source.checkpoint!) (\(tokenizer.kind.fileName))"
+            print("dpft \(name): \(lines.count) lines, " + String(format: "%.2f MB, %d tokens; encode %.2f MB/s (best of %d, one thread)",
+                                                                Double(bytes) / 1e6, tokens, Double(bytes) / 1e6 / best, repeats))
         }
 
         static func lines(of path: String) throws -> [String] {
