@@ -20,6 +20,9 @@ records the ids the package gives every line of a test text:
     Tests/DPFTTests/Fixtures/bpe/<name>.ids   per text line, the package's ids
                                               (encode(text, add_special_tokens=False)),
                                               space-separated
+    Tests/DPFTTests/Fixtures/bpe/gpt2-prefix-space.ids
+                                              the first 300 lines' ids with gpt2.json's
+                                              pre_tokenizer.add_prefix_space set to true
 
 Run from the repository root:  tools/.venv/bin/python tools/make_bpe_fixtures.py
 """
@@ -165,6 +168,10 @@ def main():
         with open(os.path.join(OUT_DIR, f"{name}.json"), "w", encoding="utf-8") as f:
             f.write(tok.to_str())
         write_ids(os.path.join(OUT_DIR, f"{name}.ids"), tok, lines)
+    spec = json.loads(tokenizers_by_name["gpt2"].to_str())
+    spec["pre_tokenizer"]["add_prefix_space"] = True
+    prefixed = Tokenizer.from_str(json.dumps(spec))
+    write_ids(os.path.join(OUT_DIR, "gpt2-prefix-space.ids"), prefixed, lines[:300])
     print(f"wrote {len(lines)} lines and {len(tokenizers_by_name)} tokenizers to {OUT_DIR}")
 
 

@@ -21,7 +21,7 @@ struct InitCommand: ParsableCommand {
     @Option(help: "Seed for the random initialisation.")
     var seed: UInt64 = 0
 
-    @Option(help: "SentencePiece model to store in the checkpoint (optional).")
+    @Option(help: "Tokenizer to store in the checkpoint, a SentencePiece .model or tokenizer.json (optional).")
     var tokenizer: String?
 
     func run() throws {

@@ -65,6 +65,21 @@ struct BPETokenizerTests {
         }
     }
 
+    @Test("ByteLevel's add_prefix_space prefixes each stretch between added tokens, as the package does")
+    func addPrefixSpace() throws {
+        let prefixed = try Tokenizer(modelBytes: BPEFixtures.edited("gpt2") { root in
+            guard case .object(var preTokenizer)? = root["pre_tokenizer"] else { return }
+            preTokenizer["add_prefix_space"] = true
+            root["pre_tokenizer"] = .object(preTokenizer)
+        })
+        let expected = try BPEFixtures.ids("gpt2-prefix-space")
+        let texts = try BPEFixtures.texts().prefix(expected.count)
+        try #require(expected.count == 300)
+        for (text, ids) in zip(texts, expected) {
+            #expect(try prefixed.encode(text) == ids, "\(String(reflecting: text))")
+        }
+    }
+
     @Test("ignore_merges looks whole words up before merging")
     func ignoreMerges() throws {
         let withFlag = try Tokenizer(contentsOf: BPEFixtures.tokenizerURL("llama3"))

@@ -18,6 +18,7 @@ final class BPETokenizer: @unchecked Sendable {
     let addedTokens: [AddedToken]
     let templateFirstToken: String?
     private let bytesOfId: [[UInt8]?]              // (V) what each id decodes to
+    private let tokenOfId: [String?]               // (V) each id's token as the file spells it
     private let symbolOfByte: [Int32]              // (256) id of each byte's stand-in, -1 if none
     private let merges: [UInt64: UInt64]           // (left << 32 | right) → (rank << 32 | merged)
     private let wholeWords: [[UInt8]: Int32]?      // word bytes → id, with ignore_merges
@@ -37,12 +38,17 @@ final class BPETokenizer: @unchecked Sendable {
         let file = try TokenizerJSON(bytes: bytes, source: source)
         let largestId = max(file.vocabulary.values.max() ?? -1, file.addedTokens.map(\.id).max() ?? -1)
         var bytesOfId = [[UInt8]?](repeating: nil, count: largestId + 1)
+        var tokenOfId = [String?](repeating: nil, count: largestId + 1)
         var wholeWords: [[UInt8]: Int32] = [:]
         for (token, id) in file.vocabulary {
             bytesOfId[id] = ByteLevel.bytes(ofToken: token)
+            tokenOfId[id] = token
             if ByteLevel.isInAlphabet(token) { wholeWords[bytesOfId[id]!] = Int32(id) }
         }
-        for token in file.addedTokens { bytesOfId[token.id] = Array(token.content.utf8) }
+        for token in file.addedTokens {
+            bytesOfId[token.id] = Array(token.content.utf8)
+            tokenOfId[token.id] = token.content
+        }
         var merges: [UInt64: UInt64] = [:]
         merges.reserveCapacity(file.merges.count)
         for (rank, merge) in file.merges.enumerated() {
@@ -55,6 +61,7 @@ final class BPETokenizer: @unchecked Sendable {
         self.addedTokens = file.addedTokens
         self.templateFirstToken = file.templateFirstToken
         self.bytesOfId = bytesOfId
+        self.tokenOfId = tokenOfId
         self.symbolOfByte = ByteLevel.scalarOfByte.map { scalar in
             file.vocabulary[String(scalar)].map(Int32.init) ?? -1
         }
@@ -108,9 +115,7 @@ final class BPETokenizer: @unchecked Sendable {
 
     /// The token of `id` as the file spells it (byte-level stand-ins), or nil when unused.
     func piece(for id: Int) -> String? {
-        guard id >= 0, id < bytesOfId.count, let bytes = bytesOfId[id] else { return nil }
-        if let token = addedTokens.first(where: { $0.id == id }) { return token.content }
-        return String(String.UnicodeScalarView(bytes.map { ByteLevel.scalarOfByte[Int($0)] }))
+        id >= 0 && id < tokenOfId.count ? tokenOfId[id] : nil
     }
 
     private func normalized(_ bytes: ArraySlice<UInt8>) -> [UInt8] {

@@ -25,7 +25,7 @@ struct BytePairSpecialTokens {
         do {
             root = try JSONParser.parse(bytes, source: source, allowsByteOrderMark: true)
         } catch {
-            throw TokenizerError.malformedTokenizerJSON(source: source, key: "", reason: error.description)
+            throw TokenizerError.malformedTokenizerJSON(source: source, key: "", reason: error.locatedReason)
         }
         guard case .object(let config) = root else {
             throw TokenizerError.malformedTokenizerJSON(source: source, key: "", reason: "should be an object, found \(root.kind)")

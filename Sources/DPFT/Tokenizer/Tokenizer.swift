@@ -91,8 +91,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
             return "\(source): \"\(key)\": \(value) is not supported (dpft reads \(supported)); "
                 + "use a byte-level BPE tokenizer.json or a SentencePiece .model, or pre-tokenize the data into input_ids"
         case .malformedTokenizerJSON(let source, let key, let reason):
-            return "\(source): \(key.isEmpty ? "" : "\"\(key)\" ")\(reason); "
-                + "expected a tokenizer.json as Hugging Face tokenizers writes it (Tokenizer.save)"
+            return "\(source): \(key.isEmpty ? "" : "\"\(key)\" ")\(reason). "
+                + "dpft reads tokenizer.json as Hugging Face tokenizers writes it (Tokenizer.save)"
         }
     }
 }

@@ -37,7 +37,7 @@ struct TokenizerJSON: Sendable {
         do {
             root = try JSONParser.parse(bytes, source: source, allowsByteOrderMark: true)
         } catch {
-            throw TokenizerError.malformedTokenizerJSON(source: source, key: "", reason: error.description)
+            throw TokenizerError.malformedTokenizerJSON(source: source, key: "", reason: error.locatedReason)
         }
         let file = TokenizerJSONFile(source: source)
         let top = try file.object(root, "")
