@@ -58,6 +58,30 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: exported.appendingPathComponent("tokenizer.model").path))
     }
 
+    /// EOS: tokenizer_config.json's, else config.json's `eos_token_id` (first of a list), else
+    /// the conventional name (here `<|endoftext|>`).
+    @Test func storedTokenizerTakesEOSFromTheModelConfigWhenTheTokenizerConfigNamesNone() throws {
+        func checkpoint(eos: String, tokenizerConfig: String?) throws -> Checkpoint {
+            let config = try ModelConfig(json: Data("""
+                {"model_type": "qwen2", "vocab_size": 1216, "hidden_size": 16, "intermediate_size": 24,
+                 "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
+                 "max_position_embeddings": 64, "tie_word_embeddings": true\(eos)}
+                """.utf8), source: "test")
+            var checkpoint = Checkpoint.initialized(config: config, seed: 1)
+            checkpoint.store(try Tokenizer(modelBytes: Array(try Data(contentsOf: Fixtures.url("bpe/qwen2.json"))),
+                                           configBytes: tokenizerConfig.map { Array($0.utf8) }))
+            return checkpoint
+        }
+        let reference = try Tokenizer(contentsOf: Fixtures.url("bpe/qwen2.json"))
+        let (endOfText, imStart, imEnd) = (try reference.encode("<|endoftext|>")[0], try reference.encode("<|im_start|>")[0],
+                                           try reference.encode("<|im_end|>")[0])
+        #expect(try checkpoint(eos: "", tokenizerConfig: nil).storedTokenizer(path: "a")?.eosId == endOfText)
+        #expect(try checkpoint(eos: ", \"eos_token_id\": \(imStart)", tokenizerConfig: nil).storedTokenizer(path: "b")?.eosId == imStart)
+        #expect(try checkpoint(eos: ", \"eos_token_id\": [\(imStart), \(imEnd)]", tokenizerConfig: nil).storedTokenizer(path: "c")?.eosId == imStart)
+        #expect(try checkpoint(eos: ", \"eos_token_id\": \(imStart)", tokenizerConfig: #"{"eos_token": "<|im_end|>"}"#)
+            .storedTokenizer(path: "d")?.eosId == imEnd)
+    }
+
     @Test func aQwen2WithATokenizerJSONTrainsEvaluatesAndGenerates() throws {
         let folder = try Folder()
         defer { try? FileManager.default.removeItem(at: folder.directory) }

@@ -169,14 +169,18 @@ public final class Tokenizer: @unchecked Sendable {
     /// - Parameters:
     ///   - configBytes: a `tokenizer_config.json`, read for `bos_token` and `eos_token` when
     ///     the model is a `tokenizer.json` (ignored for SentencePiece, whose model has its ids).
+    ///   - modelEndOfSequence: the model's `eos_token_id` (config.json), the EOS of a
+    ///     `tokenizer.json` whose `tokenizer_config.json` names none (see `BytePairSpecialTokens`).
     ///   - source: names the bytes in error messages, e.g. "checkpoint run.h5 /tokenizer".
-    public init(modelBytes: [UInt8], configBytes: [UInt8]? = nil, source: String? = nil) throws {
+    public init(modelBytes: [UInt8], configBytes: [UInt8]? = nil, modelEndOfSequence: Int? = nil,
+                source: String? = nil) throws {
         let source = source ?? "the given model bytes (\(modelBytes.count) bytes)"
         self.modelBytes = modelBytes
         self.source = source
         if Self.isJSON(modelBytes) {
             let bpe = try BPETokenizer(json: modelBytes, source: source)
-            let specials = try BytePairSpecialTokens(bpe, configBytes: configBytes, source: source)
+            let specials = try BytePairSpecialTokens(bpe, configBytes: configBytes,
+                                                     modelEndOfSequence: modelEndOfSequence, source: source)
             self.backend = .bytePair(bpe)
             self.kind = .bytePairJSON
             self.configBytes = configBytes
