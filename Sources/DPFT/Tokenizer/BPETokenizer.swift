@@ -119,7 +119,9 @@ final class BPETokenizer: @unchecked Sendable {
     }
 
     private func normalized(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
-        guard normalizesNFC, bytes.contains(where: { $0 >= 0x80 }) else { return Array(bytes) }
+        // Text below U+0300 (no UTF-8 byte ≥ 0xCC) is already NFC: every such scalar is
+        // NFC_Quick_Check=Yes and none combines with another.
+        guard normalizesNFC, bytes.contains(where: { $0 >= 0xCC }) else { return Array(bytes) }
         let text = String(decoding: bytes, as: UTF8.self)
         return Array(text.precomposedStringWithCanonicalMapping.utf8)
     }
