@@ -113,6 +113,11 @@ import Testing
         #expect(encoded.trimmingCharacters(in: .whitespacesAndNewlines) == expected.map(String.init).joined(separator: " "))
         #expect(try folder.dpft(["tokenizer", "decode", "--checkpoint", final] + expected.map(String.init)) == line + "\n")
 
+        let bench = try folder.dpft(["tokenizer", "bench", "--checkpoint", final, "--text", folder.path("eval.jsonl"), "--repeats", "1"])
+        let stored = try #require(try Checkpoint.read(from: URL(fileURLWithPath: final)).storedTokenizer(path: final))
+        let evalTokens = try BPEFixtureText.lines().prefix(60).suffix(12).reduce(0) { $0 + (try stored.encode($1)).count }
+        #expect(bench.contains(" \(evalTokens) tokens; encode ") && bench.contains("MB/s"), "\(bench)")
+
         let generated = try folder.dpft(["generate", final, "--prompt", "Hello", "--max-new-tokens", "4"])
         #expect(!generated.isEmpty && !generated.contains("rror"), "\(generated)")
     }
