@@ -107,4 +107,14 @@ done
 rm -rf "$scratch"
 
 echo
+echo "== tokenizer.json encode throughput, one thread, on recipes/data/pretrain-corpus.jsonl: dpft, then the tokenizers package, same run"
+for pipeline in gpt2 qwen2 llama3; do
+    "$bin" tokenizer bench --model "Tests/DPFTTests/Fixtures/bpe/$pipeline.json" --text recipes/data/pretrain-corpus.jsonl
+    if [ -x tools/.venv/bin/python ]; then
+        tools/.venv/bin/python tools/bench_tokenizer.py --model "Tests/DPFTTests/Fixtures/bpe/$pipeline.json" \
+            --text recipes/data/pretrain-corpus.jsonl
+    fi
+done
+
+echo
 benchmarks/privacy.sh

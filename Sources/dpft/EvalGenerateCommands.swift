@@ -5,10 +5,7 @@ import Foundation
 /// Loads the tokenizer given on the command line, else the checkpoint's, else nil.
 func loadTokenizer(path: String?, checkpoint: Checkpoint, checkpointPath: String) throws -> Tokenizer? {
     if let path { return try Tokenizer(contentsOf: URL(fileURLWithPath: path)) }
-    if let bytes = checkpoint.tokenizerModel {
-        return try Tokenizer(modelBytes: bytes, source: "\(checkpointPath) (/tokenizer)")
-    }
-    return nil
+    return try checkpoint.storedTokenizer(path: checkpointPath)
 }
 
 /// How `dpft eval` and `dpft norms` read a data file: with a recipe, its templates, BOS/EOS
@@ -54,7 +51,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Take data file, templates and model from this recipe.")
     var recipe: String?
 
-    @Option(help: "SentencePiece model for text (default: the checkpoint's own).")
+    @Option(help: "Tokenizer for text, a .model or tokenizer.json (default: the checkpoint's own).")
     var tokenizer: String?
 
     @Option(help: "Examples per forward pass.")
@@ -113,7 +110,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Seed for sampling.")
     var seed: UInt64 = 0
 
-    @Option(help: "SentencePiece model (default: the checkpoint's own).")
+    @Option(help: "Tokenizer, a .model or tokenizer.json (default: the checkpoint's own).")
     var tokenizer: String?
 
     @Flag(help: "Decode without the KV cache (re-runs the whole prefix each token; for checking).")

@@ -10,8 +10,9 @@ struct ImportCommand: ParsableCommand {
         abstract: "Convert a Hugging Face model folder into a dpft checkpoint.",
         discussion: """
             Reads config.json and model.safetensors (or the shards listed in \
-            model.safetensors.index.json); a tokenizer.model beside them is stored in the \
-            checkpoint. F32, F16 and BF16 weights are read; dpft stores float32.
+            model.safetensors.index.json); the folder's tokenizer is stored in the checkpoint: \
+            tokenizer.json (with tokenizer_config.json) when present, else tokenizer.model. \
+            F32, F16 and BF16 weights are read; dpft stores float32.
             """)
 
     @Argument(help: "Folder with config.json and *.safetensors.")
@@ -25,8 +26,21 @@ struct ImportCommand: ParsableCommand {
         try checkpoint.write(to: URL(fileURLWithPath: output))
         let config = checkpoint.config
         print("imported \(directory) → \(output): \(config.modelType.rawValue), "
-              + "\(checkpoint.tensors.count) tensors"
-              + (checkpoint.tokenizerModel != nil ? ", tokenizer included" : ""))
+              + "\(checkpoint.tensors.count) tensors" + tokenizerNote(checkpoint))
+    }
+
+    /// Which tokenizer file went into the checkpoint, and which was passed over.
+    private func tokenizerNote(_ checkpoint: Checkpoint) -> String {
+        guard let bytes = checkpoint.tokenizerModel else { return ", no tokenizer (tokenizer.json or tokenizer.model)" }
+        let folder = URL(fileURLWithPath: directory)
+        let stored = Tokenizer.kind(ofFile: bytes)
+        var note = ", tokenizer from \(stored.fileName)"
+        if checkpoint.tokenizerConfig != nil { note += " + tokenizer_config.json" }
+        let other = TokenizerKind.sentencePiece.fileName
+        if stored == .bytePairJSON, FileManager.default.fileExists(atPath: folder.appendingPathComponent(other).path) {
+            note += " (\(other) also present, not used)"
+        }
+        return note
     }
 }
 
@@ -35,7 +49,8 @@ struct ExportCommand: ParsableCommand {
         commandName: "export",
         abstract: "Write a checkpoint as a Hugging Face folder (safetensors) or as HDF5.",
         discussion: """
-            safetensors: config.json + model.safetensors (+ tokenizer.model, LoRA adapters in \
+            safetensors: config.json + model.safetensors (+ the imported tokenizer.json and \
+            tokenizer_config.json, or tokenizer.model; LoRA adapters in \
             PEFT layout unless --merge-lora, privacy_ledger.json) — loadable with \
             transformers.AutoModelForCausalLM.from_pretrained(DIR). hdf5: config.json + model.h5.
             """)

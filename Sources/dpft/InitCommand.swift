@@ -21,7 +21,7 @@ struct InitCommand: ParsableCommand {
     @Option(help: "Seed for the random initialisation.")
     var seed: UInt64 = 0
 
-    @Option(help: "SentencePiece model to store in the checkpoint (optional).")
+    @Option(help: "Tokenizer to store in the checkpoint, a SentencePiece .model or tokenizer.json (optional).")
     var tokenizer: String?
 
     func run() throws {
@@ -33,7 +33,7 @@ struct InitCommand: ParsableCommand {
             guard model.vocabularySize <= modelConfig.vocabularySize else {
                 throw ValidationError("the tokenizer \(tokenizer) has \(model.vocabularySize) pieces but vocab_size is \(modelConfig.vocabularySize)")
             }
-            checkpoint.tokenizerModel = model.modelBytes
+            checkpoint.store(model)
         }
         try checkpoint.write(to: URL(fileURLWithPath: output))
         let parameterCount = modelConfig.parameterSpecs.reduce(0) { $0 + $1.shape.reduce(1, *) }

@@ -15,12 +15,37 @@ enum TokenizerModelTypeArgument: String, CaseIterable, ExpressibleByArgument {
     }
 }
 
-/// `dpft tokenizer train|encode|decode` — SentencePiece models for dpft's data pipeline.
+/// Where `encode`, `decode` and `bench` take their tokenizer from: a file, or a checkpoint.
+struct TokenizerSourceOptions: ParsableArguments {
+    @Option(help: "Tokenizer file: a SentencePiece .model or a Hugging Face tokenizer.json.")
+    var model: String?
+
+    @Option(help: "A dpft checkpoint whose stored tokenizer to use (instead of --model).")
+    var checkpoint: String?
+
+    func validate() throws {
+        guard (model == nil) != (checkpoint == nil) else {
+            throw ValidationError("give exactly one of --model FILE or --checkpoint CKPT.h5")
+        }
+    }
+
+    func load() throws -> Tokenizer {
+        if let model { return try Tokenizer(contentsOf: URL(fileURLWithPath: model)) }
+        let path = checkpoint!
+        guard let tokenizer = try Checkpoint.read(from: URL(fileURLWithPath: path)).storedTokenizer(path: path) else {
+            throw ValidationError("\(path) stores no tokenizer; pass --model FILE, or import the model with its tokenizer")
+        }
+        return tokenizer
+    }
+}
+
+/// `dpft tokenizer train|encode|decode|bench` — the tokenizers of dpft's data pipeline:
+/// SentencePiece models and Hugging Face byte-level BPE `tokenizer.json` files.
 struct TokenizerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokenizer",
-        abstract: "Train SentencePiece tokenizers, and encode or decode text with one.",
-        subcommands: [Train.self, Encode.self, Decode.self])
+        abstract: "Train SentencePiece tokenizers; encode, decode or time text with a .model or tokenizer.json.",
+        subcommands: [Train.self, Encode.self, Decode.self, Bench.self])
 
     struct Train: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -115,8 +140,7 @@ struct TokenizerCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print the token ids of a text (without BOS/EOS).")
 
-        @Option(help: "SentencePiece model file.")
-        var model: String
+        @OptionGroup var source: TokenizerSourceOptions
 
         @Argument(help: "Text to encode.")
         var text: String
@@ -125,7 +149,7 @@ struct TokenizerCommand: ParsableCommand {
         var json = false
 
         func run() throws {
-            let tokenizer = try Tokenizer(contentsOf: URL(fileURLWithPath: model))
+            let tokenizer = try source.load()
             let ids = try tokenizer.encode(text)
             let joined = ids.map(String.init)
             print(json ? "[" + joined.joined(separator: ",") + "]" : joined.joined(separator: " "))
@@ -140,8 +164,7 @@ struct TokenizerCommand: ParsableCommand {
                 or commas, so the output of `encode` (plain or --json) can be passed back.
                 """)
 
-        @Option(help: "SentencePiece model file.")
-        var model: String
+        @OptionGroup var source: TokenizerSourceOptions
 
         @Argument(help: "Token ids to decode.")
         var ids: [String] = []
@@ -165,8 +188,53 @@ struct TokenizerCommand: ParsableCommand {
         }
 
         func run() throws {
-            let tokenizer = try Tokenizer(contentsOf: URL(fileURLWithPath: model))
+            let tokenizer = try source.load()
             print(try tokenizer.decode(parsedIds()))
+        }
+    }
+
+    struct Bench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Encode throughput (MB/s of UTF-8 text, one thread) over a text file.",
+            discussion: """
+                Encodes every line of --text (a .jsonl file contributes its "text" fields) in \
+                one thread, --repeats times, and reports the best pass; the first pass fills the \
+                BPE word cache as later ones use it. tools/bench_tokenizer.py times the \
+                tokenizers package the same way.
+                """)
+
+        @OptionGroup var source: TokenizerSourceOptions
+
+        @Option(help: "Text to encode: UTF-8 lines, or JSON Lines with \"text\" fields.")
+        var text: String
+
+        @Option(help: "Timed passes over the text (the best is reported).")
+        var repeats: Int = 5
+
+        func run() throws {
+            guard repeats > 0 else { throw ValidationError("--repeats must be positive") }
+            let tokenizer = try source.load()
+            let lines = try Self.lines(of: text)
+            let bytes = lines.reduce(0) { $0 + $1.utf8.count }
+            var best = Double.infinity, tokens = 0
+            for _ in 0..<repeats {
+                let start = DispatchTime.now().uptimeNanoseconds
+                tokens = try lines.reduce(0) { $0 + (try tokenizer.encode($1)).count }
+                best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            }
+            let name = source.model ?? "\(source.checkpoint!) (\(tokenizer.kind.fileName))"
+            print("dpft \(name): \(lines.count) lines, " + String(format: "%.2f MB, %d tokens; encode %.2f MB/s (best of %d, one thread)",
+                                                                Double(bytes) / 1e6, tokens, Double(bytes) / 1e6 / best, repeats))
+        }
+
+        static func lines(of path: String) throws -> [String] {
+            let url = URL(fileURLWithPath: path)
+            if path.hasSuffix(".jsonl") {
+                return try JSONLReader.read(url).compactMap { _, record in
+                    if case .text(let text) = record { return text } else { return nil }
+                }
+            }
+            return try String(contentsOf: url, encoding: .utf8).split(separator: "\n").map(String.init)
         }
     }
 }

@@ -9,7 +9,9 @@ import Foundation
 ///     /tensors/<HF name>     float32 datasets (linear weights [out, in] in every family)
 ///     /adapters/<PEFT name>  LoRA tensors, attr adapter_config (JSON)
 ///     /privacy               attr ledger (JSON)
-///     /tokenizer             uint8 dataset: the SentencePiece model bytes
+///     /tokenizer             uint8 dataset: the tokenizer file's bytes, attr kind =
+///                            "sentencepiece" (a .model) or "tokenizer.json"
+///     /tokenizer_config      uint8 dataset: tokenizer_config.json, when imported with one
 ///
 /// A LoRA run's step checkpoint may instead refer to its frozen base (`frozenBase`): root
 /// attrs `base_checkpoint` (absolute path) and `base_sha256`, `format_version` 2, and no
@@ -49,8 +51,11 @@ public struct Checkpoint {
     public var adapterConfig: String?
     /// The privacy ledger (JSON text); nil for a non-private checkpoint.
     public var privacyLedger: String?
-    /// Serialized SentencePiece model, so that the checkpoint stands alone.
+    /// The tokenizer file's bytes — a SentencePiece model or a `tokenizer.json` — so that the
+    /// checkpoint stands alone; `/tokenizer`, its `kind` attribute says which.
     public var tokenizerModel: [UInt8]?
+    /// The `tokenizer_config.json` imported beside a `tokenizer.json`; `/tokenizer_config`.
+    public var tokenizerConfig: [UInt8]?
     /// Optimizer moments for resuming, by key (e.g. `exp_avg/<tensor name>`); `/optimizer`.
     public var optimizerState: [String: Tensor] = [:]
     /// Training state for resuming (step, sampler, schedule…) as JSON text; `/state`.
@@ -145,8 +150,10 @@ public struct Checkpoint {
             }
             if let tokenizerModel {
                 try file.writeBytes(tokenizerModel, at: "/tokenizer")
-                try file.setAttribute("kind", .string("sentencepiece"), on: "/tokenizer")
+                let kind = Tokenizer.isJSON(tokenizerModel) ? "tokenizer.json" : "sentencepiece"
+                try file.setAttribute("kind", .string(kind), on: "/tokenizer")
             }
+            if let tokenizerConfig { try file.writeBytes(tokenizerConfig, at: "/tokenizer_config") }
             if !optimizerState.isEmpty {
                 try file.createGroup("/optimizer")
                 var created: Set<String> = ["/optimizer"]
@@ -194,6 +201,9 @@ public struct Checkpoint {
         }
         if file.exists("/tokenizer") {
             checkpoint.tokenizerModel = try file.readBytes(at: "/tokenizer")
+        }
+        if file.exists("/tokenizer_config") {
+            checkpoint.tokenizerConfig = try file.readBytes(at: "/tokenizer_config")
         }
         if file.isGroup("/optimizer") {
             func walk(_ path: String, prefix: String) throws {

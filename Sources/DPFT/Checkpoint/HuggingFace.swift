@@ -45,7 +45,7 @@ public enum HuggingFace {
     }
 
     /// Reads `config.json`, `model.safetensors` (or the shards listed in
-    /// `model.safetensors.index.json`) and, when present, `tokenizer.model`.
+    /// `model.safetensors.index.json`) and the folder's tokenizer (`tokenizerFile`).
     ///
     /// Names and shapes come from the family's declaration: weights HF stores transposed
     /// (GPT-2's Conv1D, `[in, out]`) become dpft's `[out, in]`; a tied LM head stored in the
@@ -94,12 +94,22 @@ public enum HuggingFace {
         }
 
         var checkpoint = Checkpoint(config: config, tensors: tensors)
-        let tokenizerURL = directory.appendingPathComponent("tokenizer.model")
-        if FileManager.default.fileExists(atPath: tokenizerURL.path) {
-            let tokenizer = try Tokenizer(contentsOf: tokenizerURL)
-            checkpoint.tokenizerModel = tokenizer.modelBytes
+        if let tokenizerURL = tokenizerFile(in: directory) {
+            // Loading checks the file now, not at the first run; the bytes are kept as read.
+            checkpoint.store(try Tokenizer(contentsOf: tokenizerURL))
         }
         return checkpoint
+    }
+
+    /// The tokenizer file of a model folder: `tokenizer.json` when present (it is what
+    /// transformers' fast tokenizers read, and it has the added tokens), else
+    /// `tokenizer.model`, else nil. A `tokenizer.json`'s `tokenizer_config.json` is read with it.
+    public static func tokenizerFile(in directory: URL) -> URL? {
+        for kind in [TokenizerKind.bytePairJSON, .sentencePiece] {
+            let url = directory.appendingPathComponent(kind.fileName)
+            if FileManager.default.fileExists(atPath: url.path) { return url }
+        }
+        return nil
     }
 
     /// The safetensors files of a model folder: the single file, or every shard the index names.
@@ -140,7 +150,8 @@ public enum HuggingFace {
     /// Writes `checkpoint` into `directory` (created if needed), each file atomically.
     ///
     /// safetensors: `config.json`, `model.safetensors` (HF names and shapes, a tied head
-    /// omitted as transformers saves it), `tokenizer.model` when the checkpoint has one, the
+    /// omitted as transformers saves it), the checkpoint's tokenizer file as it was imported
+    /// (`tokenizer.model`, or `tokenizer.json` and its `tokenizer_config.json`), the
     /// LoRA adapters as PEFT's `adapter_model.safetensors` + `adapter_config.json`, and the
     /// privacy ledger as `privacy_ledger.json`. hdf5: `config.json` + `model.h5`.
     public static func export(_ checkpoint: Checkpoint, to directory: URL, format: ExportFormat) throws {
@@ -167,7 +178,11 @@ public enum HuggingFace {
         }
         try SafeTensorsFile.write(tensors, to: directory.appendingPathComponent("model.safetensors"))
         if let tokenizerModel = checkpoint.tokenizerModel {
-            try writeFile(Data(tokenizerModel), to: directory.appendingPathComponent("tokenizer.model"))
+            let kind = Tokenizer.kind(ofFile: tokenizerModel)
+            try writeFile(Data(tokenizerModel), to: directory.appendingPathComponent(kind.fileName))
+            if let config = checkpoint.tokenizerConfig {
+                try writeFile(Data(config), to: directory.appendingPathComponent("tokenizer_config.json"))
+            }
         }
         if !checkpoint.adapters.isEmpty {
             // PEFT's saved names: base_model.model.<module>.lora_A.weight

@@ -10,7 +10,23 @@ public enum TokenizerModelType: String, Sendable, CaseIterable, Codable {
     case unigram
 }
 
-/// Errors from loading, using or training a SentencePiece tokenizer.
+/// Which kind of file a tokenizer was read from.
+public enum TokenizerKind: String, Sendable, Equatable {
+    /// A SentencePiece `.model` file (protobuf).
+    case sentencePiece
+    /// A Hugging Face `tokenizer.json` with a byte-level BPE model.
+    case bytePairJSON
+
+    /// The file name Hugging Face model folders use for this kind.
+    public var fileName: String {
+        switch self {
+        case .sentencePiece: return "tokenizer.model"
+        case .bytePairJSON: return "tokenizer.json"
+        }
+    }
+}
+
+/// Errors from loading, using or training a tokenizer.
 public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     /// The model (or training corpus) file does not exist.
     case fileNotFound(path: String)
@@ -34,6 +50,11 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     case trainingFailed(input: String, message: String)
     /// The trained model could not be moved to its destination.
     case outputNotWritable(path: String, reason: String)
+    /// A `tokenizer.json` names a component (or a setting of one) dpft does not implement;
+    /// `key` is its path in the file, e.g. `pre_tokenizer.type`.
+    case unsupportedComponent(source: String, key: String, value: String, supported: String)
+    /// A `tokenizer.json` (or `tokenizer_config.json`) is not JSON or lacks what it must hold.
+    case malformedTokenizerJSON(source: String, key: String, reason: String)
 
     public var description: String {
         switch self {
@@ -66,17 +87,30 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
             return "training a tokenizer on \(input) failed: \(message)"
         case .outputNotWritable(let path, let reason):
             return "cannot write the tokenizer model to \(path): \(reason)"
+        case .unsupportedComponent(let source, let key, let value, let supported):
+            return "\(source): \"\(key)\": \(value) is not supported (dpft reads \(supported)); "
+                + "use a byte-level BPE tokenizer.json or a SentencePiece .model, or pre-tokenize the data into input_ids"
+        case .malformedTokenizerJSON(let source, let key, let reason):
+            return "\(source): \(key.isEmpty ? "" : "\"\(key)\" ")\(reason). "
+                + "dpft reads tokenizer.json as Hugging Face tokenizers writes it (Tokenizer.save)"
         }
     }
 }
 
-/// A SentencePiece tokenizer (BPE or unigram), loaded from a `.model` file or its bytes.
+/// A tokenizer of either kind dpft reads — a SentencePiece model (BPE or unigram) or a
+/// Hugging Face byte-level BPE `tokenizer.json` — loaded from a file or its bytes. The kind is
+/// told by the bytes themselves: a `tokenizer.json` starts with `{`, which no SentencePiece
+/// model (a protobuf whose first field is tag 1) can.
 ///
-/// The model is immutable once loaded, and SentencePiece's encode/decode are const and
-/// thread-safe, so one tokenizer may be shared across tasks.
+/// The model is immutable once loaded; SentencePiece's encode/decode are const and
+/// thread-safe and the BPE cache is locked, so one tokenizer may be shared across tasks.
 public final class Tokenizer: @unchecked Sendable {
     /// The serialized model, exactly as loaded; a checkpoint stores these bytes (DESIGN.md §6).
     public let modelBytes: [UInt8]
+    /// The kind of file `modelBytes` is.
+    public let kind: TokenizerKind
+    /// A `tokenizer_config.json` given with a `tokenizer.json` (its BOS/EOS names), as loaded.
+    public let configBytes: [UInt8]?
     /// Where the model came from (a path, or a label given at load), used in error messages.
     public let source: String
     /// Number of pieces; valid ids are `0..<vocabularySize`.
@@ -90,9 +124,14 @@ public final class Tokenizer: @unchecked Sendable {
     /// Unknown-piece id, or -1 when none.
     public let unkId: Int
 
-    private let handle: OpaquePointer // dpft_spm *
+    private enum Backend {
+        case sentencePiece(OpaquePointer) // dpft_spm *
+        case bytePair(BPETokenizer)
+    }
+    private let backend: Backend
 
-    /// Loads the model file at `url`.
+    /// Loads the model file at `url`: a SentencePiece `.model` or a `tokenizer.json`. A
+    /// `tokenizer_config.json` beside a `tokenizer.json` is read for the BOS/EOS names.
     public convenience init(contentsOf url: URL) throws {
         let path = url.path
         var isDirectory: ObjCBool = false
@@ -108,14 +147,49 @@ public final class Tokenizer: @unchecked Sendable {
         } catch {
             throw TokenizerError.unreadableFile(path: path, reason: FileProblem.reason(for: error, path: path))
         }
-        try self.init(modelBytes: [UInt8](data), source: path)
+        let configURL = url.deletingLastPathComponent().appendingPathComponent("tokenizer_config.json")
+        let config = Self.isJSON([UInt8](data)) ? FileManager.default.contents(atPath: configURL.path) : nil
+        try self.init(modelBytes: [UInt8](data), configBytes: config.map { [UInt8]($0) }, source: path)
     }
 
-    /// Loads a model from its serialized bytes (a `.model` file's contents).
+    /// The kind of tokenizer file `bytes` are: JSON text is a `tokenizer.json`, anything else
+    /// is taken for a SentencePiece protobuf.
+    public static func kind(ofFile bytes: [UInt8]) -> TokenizerKind {
+        isJSON(bytes) ? .bytePairJSON : .sentencePiece
+    }
+
+    /// Whether `bytes` are JSON text (a `tokenizer.json`) rather than a protobuf.
+    static func isJSON(_ bytes: [UInt8]) -> Bool {
+        let first = bytes.drop { [0x20, 0x09, 0x0A, 0x0D, 0xEF, 0xBB, 0xBF].contains($0) }.first
+        return first == UInt8(ascii: "{")
+    }
+
+    /// Loads a model from its serialized bytes (a `.model` or `tokenizer.json` file's contents).
     ///
-    /// - Parameter source: names the bytes in error messages, e.g. "checkpoint run.h5 /tokenizer".
-    public init(modelBytes: [UInt8], source: String? = nil) throws {
+    /// - Parameters:
+    ///   - configBytes: a `tokenizer_config.json`, read for `bos_token` and `eos_token` when
+    ///     the model is a `tokenizer.json` (ignored for SentencePiece, whose model has its ids).
+    ///   - modelEndOfSequence: the model's `eos_token_id` (config.json), the EOS of a
+    ///     `tokenizer.json` whose `tokenizer_config.json` names none (see `BytePairSpecialTokens`).
+    ///   - source: names the bytes in error messages, e.g. "checkpoint run.h5 /tokenizer".
+    public init(modelBytes: [UInt8], configBytes: [UInt8]? = nil, modelEndOfSequence: Int? = nil,
+                source: String? = nil) throws {
         let source = source ?? "the given model bytes (\(modelBytes.count) bytes)"
+        self.modelBytes = modelBytes
+        self.source = source
+        if Self.isJSON(modelBytes) {
+            let bpe = try BPETokenizer(json: modelBytes, source: source)
+            let specials = try BytePairSpecialTokens(bpe, configBytes: configBytes,
+                                                     modelEndOfSequence: modelEndOfSequence, source: source)
+            self.backend = .bytePair(bpe)
+            self.kind = .bytePairJSON
+            self.configBytes = configBytes
+            self.vocabularySize = bpe.vocabularySize
+            (self.bosId, self.eosId, self.padId, self.unkId) = (specials.bos, specials.eos, specials.pad, specials.unk)
+            return
+        }
+        self.kind = .sentencePiece
+        self.configBytes = nil
         if modelBytes.isEmpty {
             throw TokenizerError.notASentencePieceModel(source: source, reason: "it is empty")
         }
@@ -138,9 +212,7 @@ public final class Tokenizer: @unchecked Sendable {
             throw TokenizerError.notASentencePieceModel(source: source,
                                                         reason: "it has no pieces")
         }
-        self.handle = loaded
-        self.modelBytes = modelBytes
-        self.source = source
+        self.backend = .sentencePiece(loaded)
         self.vocabularySize = Int(dpft_spm_vocab_size(loaded))
         self.bosId = Int(dpft_spm_bos_id(loaded))
         self.eosId = Int(dpft_spm_eos_id(loaded))
@@ -149,11 +221,16 @@ public final class Tokenizer: @unchecked Sendable {
     }
 
     deinit {
-        dpft_spm_free(handle)
+        if case .sentencePiece(let handle) = backend { dpft_spm_free(handle) }
     }
 
     /// The ids of `text`'s pieces, without BOS/EOS (add them where a template needs them).
     public func encode(_ text: String) throws -> [Int] {
+        let handle: OpaquePointer
+        switch backend {
+        case .bytePair(let bpe): return bpe.encode(text)
+        case .sentencePiece(let sentencePiece): handle = sentencePiece
+        }
         let utf8 = Array(text.utf8)
         if utf8.isEmpty { return [] }
         guard utf8.count < Int(Int32.max) / 2 else {
@@ -182,12 +259,24 @@ public final class Tokenizer: @unchecked Sendable {
         }
     }
 
-    /// The text of `ids`, as SentencePiece detokenizes it (unknown pieces become " ⁇ ",
-    /// control pieces such as BOS/EOS/PAD become nothing).
+    /// The text of `ids`. SentencePiece: as it detokenizes (unknown pieces become " ⁇ ",
+    /// control pieces such as BOS/EOS/PAD become nothing). `tokenizer.json`: the bytes of the
+    /// tokens, special tokens included (transformers' `decode` default); a sequence cut inside
+    /// a character gives U+FFFD.
     public func decode(_ ids: [Int]) throws -> String {
         if let bad = ids.first(where: { $0 < 0 || $0 >= vocabularySize }) {
             throw TokenizerError.idOutOfRange(id: bad, vocabularySize: vocabularySize,
                                               source: source)
+        }
+        let handle: OpaquePointer
+        switch backend {
+        case .bytePair(let bpe):
+            guard let text = bpe.decode(ids) else {
+                throw TokenizerError.idOutOfRange(id: ids.first { bpe.decode([$0]) == nil }!,
+                                                  vocabularySize: vocabularySize, source: source)
+            }
+            return text
+        case .sentencePiece(let sentencePiece): handle = sentencePiece
         }
         if ids.isEmpty { return "" }
         let ids32 = ids.map { Int32($0) }
@@ -212,9 +301,15 @@ public final class Tokenizer: @unchecked Sendable {
         }
     }
 
-    /// The piece string for `id` (e.g. "▁model", "<unk>", "<0x41>"), or nil when out of range.
+    /// The piece string for `id` (e.g. "▁model", "<unk>", "<0x41>"; "Ġmodel" in a
+    /// `tokenizer.json`), or nil when out of range.
     public func piece(for id: Int) -> String? {
         guard id >= 0 && id < vocabularySize else { return nil }
+        let handle: OpaquePointer
+        switch backend {
+        case .bytePair(let bpe): return bpe.piece(for: id)
+        case .sentencePiece(let sentencePiece): handle = sentencePiece
+        }
         var buffer = [CChar](repeating: 0, count: 64)
         var length = dpft_spm_id_to_piece(handle, Int32(id), &buffer, buffer.count)
         if length >= buffer.count {

@@ -84,7 +84,7 @@ extension RecipeRunner {
     /// checkpoint of the run stands alone.
     func setupTokenizer(base: inout Checkpoint) throws -> Tokenizer {
         let tokenizer = try Self.tokenizer(of: recipe, base: base)
-        base.tokenizerModel = tokenizer.modelBytes
+        base.store(tokenizer)
         return tokenizer
     }
 
@@ -92,8 +92,10 @@ extension RecipeRunner {
     /// its base checkpoint `base`.
     static func tokenizer(of recipe: Recipe, base: Checkpoint) throws -> Tokenizer {
         if let path = recipe.model.tokenizer { return try Tokenizer(contentsOf: URL(fileURLWithPath: path)) }
-        guard let bytes = base.tokenizerModel else { throw DataError.needsTokenizer(path: recipe.model.checkpoint, line: 0) }
-        return try Tokenizer(modelBytes: bytes, source: "\(recipe.model.checkpoint) (/tokenizer)")
+        guard let stored = try base.storedTokenizer(path: recipe.model.checkpoint) else {
+            throw DataError.needsTokenizer(path: recipe.model.checkpoint, line: 0)
+        }
+        return stored
     }
 
     /// The adapter section: LoRA (targets checked against the model), none (full fine-tuning),
