@@ -31,6 +31,8 @@ public final class TrainingStep {
         public var examples: Int
         /// Their unpadded tokens.
         public var tokens: Int
+        /// Per-group clip rate and median norm of a private step (nil for non-private).
+        public var clipStatistics: ClipStatistics? = nil
     }
 
     /// A step that cannot be used because training diverged: its loss (over a non-empty
@@ -140,16 +142,19 @@ public final class TrainingStep {
         let sampler = sampler!
         let batch = sampleBatch(step: step, noiseSeed: noiseSeed)
         var loss = 0.0, tokens = 0
+        var statistics = ClipStatistics(groups: engine.groups)
         for micro in MicroBatches(examples, order: batch, size: physicalBatchSize) {
             let microLoss = try engine.accumulate(micro.batch)
             loss += Double(microLoss) * Double(micro.indices.count)
             tokens += micro.tokens
+            statistics.add(engine.perSampleNorms)
         }
         var noise = noiseSeed.map { NoiseSource.seeded($0, purpose: "noise", index: UInt64(step)) } ?? secureSource
         try engine.finishLogicalBatch(noiseMultiplier: noiseMultiplier, expectedBatchSize: sampler.expectedBatchSize,
                                       noise: &noise)
         if noiseSeed == nil { secureSource = noise }
-        return Result(loss: batch.isEmpty ? .nan : loss / Double(batch.count), examples: batch.count, tokens: tokens)
+        return Result(loss: batch.isEmpty ? .nan : loss / Double(batch.count), examples: batch.count, tokens: tokens,
+                      clipStatistics: statistics)
     }
 
     /// The logical batch of private step `step`: each example joins with probability q, drawn
