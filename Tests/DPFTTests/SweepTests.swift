@@ -134,7 +134,7 @@ import Testing
         let recipe = try workspace.recipe(privacy: #"{"noise_multiplier": 1.1, "accountant": "rdp"}"#)
         let file = try Self.write("""
             {"recipe": "\(recipe.path)",
-             "set": {"training.steps": 40, "output.checkpoint_every": 2},
+             "set": {"training.steps": 24, "output.checkpoint_every": 3},
              "grid": {"training.optimizer.learning_rate": [0.01, 0.02], "privacy.grouping": ["layer-wise", "all-layer"]},
              "seeds": [1, 2], "seed_keys": ["training.seed", "privacy.noise_seed"]}
             """, to: workspace.directory.appendingPathComponent("grid.json"))
@@ -159,9 +159,15 @@ import Testing
         #expect(try [0, 2].map { try Data(contentsOf: directory($0).appendingPathComponent("sweep-result.json")) } == records)
         #expect(SweepAttempt.all(in: directory(1)).map(\.start) == ["fresh", "resume"])
         #expect(SweepAttempt.all(in: directory(3)).map(\.start) == ["resume"])
-        for index in [1, 3] { #expect(try CrashSoakTests.metricSteps(directory(index)).filter { !$0.hasSuffix("eval") } == (1...40).map { "\($0)" }) }
+        for index in [1, 3] { #expect(try CrashSoakTests.metricSteps(directory(index)).filter { !$0.hasSuffix("eval") } == (1...24).map { "\($0)" }) }
         try checkResumedRunMatchesAnUninterruptedOne(recipe, runs[1], resumed: directory(1), scratch: workspace.directory)
         try checkResults(in: sweep, runs: runs, output: second.output)
+
+        // A changed sweep file is not mistaken for the finished runs.
+        let changed = try String(contentsOf: file, encoding: .utf8).replacingOccurrences(of: #""training.steps": 24"#, with: #""training.steps": 25"#)
+        _ = try Self.write(changed, to: file)
+        let third = try CrashSoakTests.Run(command, log: workspace.directory.appendingPathComponent("third.log")).finish()
+        #expect(third.status != 0 && third.output.contains("\(directory(0).path) finished with another recipe"), "\(third.output)")
     }
 
     /// Waits until the run in `directory` has a step checkpoint and no final one, then kills
@@ -199,10 +205,10 @@ import Testing
         #expect(csv.dropFirst().map { String($0.prefix { $0 != "," }) } == runs.map(\.name))
         let results = try ReportPage.sweepResults(sweep)
         let epsilon = try Accountant.rdp.epsilon(
-            history: [MechanismSegment(noiseMultiplier: 1.1, sampleRate: 8.0 / 60.0, steps: 40)], delta: 1e-5).epsilon
+            history: [MechanismSegment(noiseMultiplier: 1.1, sampleRate: 8.0 / 60.0, steps: 24)], delta: 1e-5).epsilon
         for result in results {
             let run = sweep.appendingPathComponent("runs/\(result.name)")
-            #expect(result.steps == 40)
+            #expect(result.steps == 24)
             #expect(abs(try #require(result.epsilon) - epsilon) <= 1e-12 * epsilon, "\(result.name)")
             let lines = try RunnerTrustTests.metricsLines(run)
             let final = try #require(lines.last?["eval"] as? [String: Any])

@@ -50,7 +50,7 @@ public enum ReportPage {
         let accuracy = evaluations.compactMap { evaluation in evaluation.accuracy.map { RunMetrics.Point(step: evaluation.step, value: $0 * 100) } }
         if !accuracy.isEmpty {
             charts.append(SVGChart(id: "exact-match", title: "Exact match (greedy generation)", xLabel: "step",
-                                   yLabel: "%", series: [series("exact match", accuracy)]))
+                                   yLabel: "%", yIncludes: [0, 100], series: [series("exact match", accuracy)]))
         }
         if !metrics.epsilon.isEmpty {
             charts.append(SVGChart(id: "epsilon", title: "Privacy spent", xLabel: "step", yLabel: "ε",
@@ -60,7 +60,7 @@ public enum ReportPage {
                                series: [series("learning rate", metrics.learningRate)]))
         if !metrics.groupNames.isEmpty {
             charts.append(SVGChart(id: "clip-rate", title: "Clip rate by group (norm above threshold)", xLabel: "step",
-                                   yLabel: "fraction of the batch", series: byGroup(metrics.clipRate)))
+                                   yLabel: "fraction of the batch", yIncludes: [0, 1], series: byGroup(metrics.clipRate)))
             charts.append(SVGChart(id: "median-norm", title: "Median per-example gradient norm by group", xLabel: "step",
                                    yLabel: "norm", series: byGroup(metrics.medianNorm)))
         }
@@ -110,20 +110,21 @@ public enum ReportPage {
         var order: [String] = []
         for result in results where !order.contains(result.grouping ?? "non-private") { order.append(result.grouping ?? "non-private") }
         func chart(_ id: String, _ title: String, _ xLabel: String, _ yLabel: String,
-                   x: (SweepResult) -> Double?, y: (SweepResult) -> Double?) -> SVGChart {
+                   x: (SweepResult) -> Double?, y: (SweepResult) -> Double?, yIncludes: [Double] = []) -> SVGChart {
             let series = order.map { grouping in
                 SVGChart.Series(name: grouping, points: results.filter { ($0.grouping ?? "non-private") == grouping }
                     .compactMap { result in x(result).flatMap { xValue in y(result).map { (xValue, $0) } } })
             }
-            return SVGChart(id: id, title: title, xLabel: xLabel, yLabel: yLabel, style: .points, xFromZero: true,
-                            series: series)
+            return SVGChart(id: id, title: title, xLabel: xLabel, yLabel: yLabel, style: .points, xIncludes: [0],
+                            yIncludes: yIncludes, series: series)
         }
         let book = { (result: SweepResult) in result.peakBookBytes.map { Double($0) / 1_048_576 } }
         let rss = { (result: SweepResult) in Double(result.peakResidentBytes) / 1_048_576 }
         let exact = { (result: SweepResult) in result.exactMatch.map { $0 * 100 } }
         return [
             chart("loss-vs-book", "Eval loss against peak book bytes", "peak book MiB", "eval loss", x: book, y: \.evalLoss),
-            chart("exact-vs-book", "Exact match against peak book bytes", "peak book MiB", "exact match %", x: book, y: exact),
+            chart("exact-vs-book", "Exact match against peak book bytes", "peak book MiB", "exact match %", x: book, y: exact,
+                  yIncludes: [0, 100]),
             chart("loss-vs-rss", "Eval loss against peak RSS", "peak RSS MiB", "eval loss", x: rss, y: \.evalLoss),
             chart("loss-vs-time", "Eval loss against seconds per step", "seconds per step", "eval loss",
                   x: \.secondsPerStep, y: \.evalLoss),
@@ -162,11 +163,11 @@ public enum ReportPage {
     }
 
     static let style = """
-        body { font-family: sans-serif; margin: 2em; color: #222; max-width: 1100px; }
+        body { font-family: sans-serif; margin: 2em; color: #222; max-width: 1540px; }
         table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
         th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
         th { background: #f3f3f3; }
-        figure { margin: 1em 0; }
+        figure { display: inline-block; margin: 0.5em 1.5em 0.5em 0; vertical-align: top; }
         .path, .note { color: #555; font-size: 0.9em; }
         svg .frame { fill: none; stroke: #888; }
         svg .grid { stroke: #e6e6e6; }

@@ -28,12 +28,15 @@ public struct SVGChart: Sendable {
     public var yLabel: String
     public var style: Style
     public var series: [Series]
-    /// Whether the x axis starts at 0 (for sizes: bytes, seconds), else at the smallest value.
-    public var xFromZero: Bool
+    /// Values each axis covers besides the data's: 0 for sizes (bytes, seconds), 0 and 1 for
+    /// fractions, so that the picture does not exaggerate small differences.
+    public var xIncludes: [Double]
+    public var yIncludes: [Double]
 
-    public init(id: String, title: String, xLabel: String, yLabel: String, style: Style = .line, xFromZero: Bool = false,
-                series: [Series]) {
-        self.xFromZero = xFromZero
+    public init(id: String, title: String, xLabel: String, yLabel: String, style: Style = .line, xIncludes: [Double] = [],
+                yIncludes: [Double] = [], series: [Series]) {
+        self.xIncludes = xIncludes
+        self.yIncludes = yIncludes
         self.id = id
         self.title = title
         self.xLabel = xLabel
@@ -60,7 +63,7 @@ public struct SVGChart: Sendable {
         guard !all.isEmpty else {
             return out + #"<text x="\#(Self.left)" y="\#(Self.height / 2)">no data</text></svg>"#
         }
-        let xAxis = Axis(values: all.map(\.x) + (xFromZero ? [0] : [])), yAxis = Axis(values: all.map(\.y))
+        let xAxis = Axis(values: all.map(\.x) + xIncludes), yAxis = Axis(values: all.map(\.y) + yIncludes)
         out += axes(xAxis, yAxis)
         for (index, series) in series.enumerated() {
             out += draw(series, color: Self.palette[index % Self.palette.count], xAxis, yAxis)

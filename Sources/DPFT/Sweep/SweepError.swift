@@ -9,6 +9,8 @@ public enum SweepError: Error, CustomStringConvertible, Equatable {
     case sameRunName(file: String, name: String, first: String, second: String)
     /// Setting `label` makes a recipe that does not load (`reason`, from the recipe checks).
     case settingFails(file: String, label: String, reason: String)
+    /// The finished run in `directory` was trained with another recipe than the sweep file makes now.
+    case finishedRunDiffers(file: String, directory: String)
     /// A run of an earlier sweep still holds `directory`.
     case runStillRunning(directory: String, holder: String)
     /// Runs that did not finish; the sweep went on with the others.
@@ -28,6 +30,8 @@ public enum SweepError: Error, CustomStringConvertible, Equatable {
             return "\(file): settings \"\(first)\" and \"\(second)\" would both run in runs/\(name); make their values differ in letters or digits."
         case .settingFails(let file, let label, let reason):
             return "\(file): setting \(label): \(reason)"
+        case .finishedRunDiffers(let file, let directory):
+            return "\(directory) finished with another recipe than \(file) makes now (the sweep file or its recipe changed since); give the sweep another --output directory, or delete that run to run it again."
         case .runStillRunning(let directory, let holder):
             return "\(directory) is still held by a run of an earlier sweep (\(holder)); wait for it to end (or stop it), then run the sweep again."
         case .runsFailed(let names, let sweepDirectory):

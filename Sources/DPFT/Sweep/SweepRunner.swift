@@ -54,7 +54,7 @@ public struct SweepRunner {
         let lock = try RunDirectoryLock(directory: directory)  // one sweep at a time in a directory
         defer { withExtendedLifetime(lock) {} }
         try writeAtomically(to: directory.appendingPathComponent("sweep.json")) { try Data(plan(runs).text(.pretty()).utf8).write(to: $0) }
-        log("sweep \(spec.file.path): \(runs.count) runs (\(spec.settings.count) settings × \(max(spec.seeds.count, 1)) seeds) of \(spec.recipe.summary) into \(directory.path)")
+        log("sweep \(spec.file.path): \(runs.count) runs (\(spec.settings.count) settings × \(max(spec.seeds.count, 1)) seeds) of \(spec.recipe.builtInName.map { "built-in recipe \($0)" } ?? "recipe file \(spec.recipe.file.standardizedFileURL.path)") into \(directory.path)")
         var outcome = Outcome(results: [], ran: [], skipped: [], failed: [])
         for (index, run) in runs.enumerated() {
             let prefix = "[\(index + 1)/\(runs.count)] \(run.name)"
@@ -74,13 +74,20 @@ public struct SweepRunner {
     }
 
     /// Loads every run's recipe (in this process, nothing written) so that a bad key or value
-    /// fails before the first run starts, naming the setting.
+    /// fails before the first run starts, naming the setting; and refuses a finished run whose
+    /// recipe.json is not the recipe the sweep file now makes (the file changed since).
     private func check(_ runs: [SweepRun]) throws {
         for run in runs {
+            let recipe: Recipe
             do {
-                _ = try spec.recipe.loadCheckingInputs(overrides: arguments(run))
+                recipe = try spec.recipe.loadCheckingInputs(overrides: arguments(run))
             } catch {
                 throw SweepError.settingFails(file: spec.file.path, label: run.label, reason: "\(error)")
+            }
+            let recorded = runDirectory(run).appendingPathComponent("recipe.json")
+            if FileManager.default.fileExists(atPath: marker(run).path),
+               (try? String(contentsOf: recorded, encoding: .utf8)) != recipe.resolvedJSON {
+                throw SweepError.finishedRunDiffers(file: spec.file.path, directory: runDirectory(run).path)
             }
         }
     }
