@@ -17,8 +17,8 @@ struct SweepCommand: ParsableCommand {
             interruption: finished runs are skipped, an interrupted one resumes from its last \
             checkpoint. Writes results.csv and results.jsonl and prints mean ± std over seeds. \
             Each run's ε is its own: choosing among runs by results on private data spends \
-            privacy too. Stop a sweep with Ctrl-C (it stops the current run too); `kill -9` of \
-            the sweep alone leaves its current run going until it ends.
+            privacy too. Stop a sweep with Ctrl-C (it stops the current run too); a signal to \
+            the sweep's pid alone (kill, kill -9) leaves its current run going until it ends.
             """)
 
     @Argument(help: "The sweep file (JSON).")

@@ -31,7 +31,9 @@ public struct SweepResult: Sendable, Equatable {
 
     /// The result as one JSON object (a line of results.jsonl).
     public var json: JSONValue {
-        func number(_ value: Double?) -> JSONValue { value.map { .number(JSONNumber($0)) } ?? .null }
+        func number(_ value: Double?) -> JSONValue {  // a non-finite value (a diverged loss) as null
+            value.flatMap { $0.isFinite ? .number(JSONNumber($0)) : nil } ?? .null
+        }
         func integer(_ value: Int?) -> JSONValue { value.map { .number(JSONNumber($0)) } ?? .null }
         let members: [(String, JSONValue)] = [
             ("name", .string(name)), ("setting", .object(JSONObject(setting.map { (key: $0.key, value: $0.value) }))),
