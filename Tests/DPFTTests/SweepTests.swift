@@ -74,6 +74,21 @@ import Testing
         #expect(error?.description.contains("runs/train-a_b") == true, "\(String(describing: error))")
     }
 
+    /// Every sweep file shipped in recipes/sweeps loads, and every run's recipe (the built-in
+    /// recipes found by name, as an installed dpft finds them) passes the checks `dpft sweep`
+    /// makes before the first run.
+    @Test func everyShippedSweepFileChecks() throws {
+        let folder = Fixtures.repository.appendingPathComponent("recipes/sweeps")
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".json") }.sorted()
+        #expect(files == ["clipping-styles.json", "grouping-quick.json"])
+        for name in files {
+            let spec = try SweepSpec(contentsOf: folder.appendingPathComponent(name), assets: Assets(root: Fixtures.repository))
+            let runs = try spec.runs
+            #expect(Set(runs.map(\.name)).count == runs.count && runs.count >= 6, "\(name)")
+            for run in runs { _ = try spec.recipe.loadCheckingInputs(overrides: run.overrides.map(\.setArgument)) }
+        }
+    }
+
     // MARK: Statistics
 
     /// Mean and sample standard deviation (n − 1) against values worked by hand.
