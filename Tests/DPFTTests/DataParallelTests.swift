@@ -80,6 +80,15 @@ import Testing
         #expect(Self.worstRelativeDifference(two.optimizerState, one.optimizerState) <= 1e-5, "\(label)")
         #expect(!trained.isEmpty && !one.optimizerState.isEmpty)
         guard privacy != "null" else { return }
+        // Clip statistics cover the whole batch (every rank's share), as one process's do.
+        let linesOne = try RunnerTrustTests.metricsLines(single), linesTwo = try RunnerTrustTests.metricsLines(
+            workspace.directory.appendingPathComponent("one"))
+        let rates = { (lines: [[String: Any]]) in lines.compactMap { $0["clip_rate"] as? [String: Double] } }
+        #expect(rates(linesTwo) == rates(linesOne) && rates(linesOne).count == 4)
+        let medians = { (lines: [[String: Any]]) in lines.compactMap { $0["median_norm"] as? [String: Double] } }
+        for (a, b) in zip(medians(linesTwo), medians(linesOne)) {
+            #expect(a.keys == b.keys && a.allSatisfy { abs($0.value - b[$0.key]!) <= 1e-5 * abs(b[$0.key]!) })
+        }
         var ledgerOne = try PrivacyLedger(json: #require(one.privacyLedger))
         let ledgerTwo = try PrivacyLedger(json: #require(two.privacyLedger))
         #expect(ledgerOne.worldSize == 1 && ledgerTwo.worldSize == 2)

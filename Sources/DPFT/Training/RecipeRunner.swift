@@ -201,12 +201,14 @@ public final class RecipeRunner {
         while step < totalSteps {
             let learningRate = Float(run.schedule.learningRate(step: step, totalSteps: totalSteps))
             let result: TrainingStep.Result
+            let stepStarted = Date()
             do {
                 result = try trainingStep.run(step: step, learningRate: learningRate)
             } catch let failure as TrainingStep.NonFinite {
                 budget?.recordStep()  // the step touched the data: the ledger counts it
                 throw try diverged(run, failure, step: step + 1, budget: budget)
             }
+            let stepSeconds = Date().timeIntervalSince(stepStarted)  // the step alone, not the accountant or checkpoint
             budget?.recordStep()
             step += 1
             let isLast = step == totalSteps
@@ -217,7 +219,10 @@ public final class RecipeRunner {
             let epsilon = checkpointDue ? spent?.epsilon : try meter.epsilon(after: step, budget: budget, required: false)
             var line: [String: Any] = ["step": step, "loss": result.loss.isFinite ? result.loss : NSNull(),
                                        "examples": result.examples, "tokens": result.tokens,
-                                       "learning_rate": Double(learningRate)]
+                                       "learning_rate": Double(learningRate),
+                                       "seconds": stepSeconds]
+            line.merge(result.clipStatistics?.metrics ?? [:]) { old, _ in old }
+            if result.clipStatistics != nil { line["peak_book_bytes"] = trainingStep.peakBookBytes }
             if let epsilon { line["epsilon"] = epsilon }
             progress.update(step: step, loss: result.loss, epsilon: meter.latest, tokens: result.tokens)
             if recipe.training.evalEvery > 0, step % recipe.training.evalEvery == 0, !isLast, let evaluator {

@@ -38,6 +38,8 @@ public final class TrainingStep {
         public var examples: Int
         /// Their unpadded tokens.
         public var tokens: Int
+        /// Per-group clip rate and median norm of a private step (nil for non-private).
+        public var clipStatistics: ClipStatistics? = nil
     }
 
     /// A step that cannot be used because training diverged: its loss (over a non-empty
@@ -142,6 +144,21 @@ public final class TrainingStep {
         }
     }
 
+    /// The clip statistics of the whole logical batch from every rank's share (each rank's
+    /// norms go to their batch positions of a zero array, and the arrays are summed).
+    private func gathered(_ statistics: ClipStatistics, batchSize: Int) -> ClipStatistics {
+        guard communicator.size > 1 else { return statistics }
+        let K = statistics.groupNames.count
+        var flat = [Double](repeating: 0, count: K * batchSize)
+        for (j, position) in stride(from: communicator.rank, to: batchSize, by: communicator.size).enumerated() {
+            for k in 0..<K { flat[k * batchSize + position] = statistics.norms(ofGroup: k)[j] }
+        }
+        let all = communicator.sum(flat)
+        var result = ClipStatistics(groupNames: statistics.groupNames, thresholds: statistics.thresholds)
+        result.add((0..<batchSize).map { position in (0..<K).map { all[$0 * batchSize + position] } })
+        return result
+    }
+
     /// This rank's examples of a logical batch: every `size`-th one from position `rank`, so
     /// that the length-sorted batch spreads its long and short examples over the ranks.
     private func share(of batch: [Int]) -> [Int] {
@@ -187,10 +204,12 @@ public final class TrainingStep {
         let sampler = sampler!
         let batch = communicator.broadcast(communicator.isRoot ? sampleBatch(step: step, noiseSeed: noiseSeed) : [])
         var loss = 0.0, tokens = 0
+        var statistics = ClipStatistics(groups: engine.groups)
         for micro in MicroBatches(examples, order: share(of: batch), size: physicalBatchSize) {
             let microLoss = try engine.accumulate(micro.batch)
             loss += Double(microLoss) * Double(micro.indices.count)
             tokens += micro.tokens
+            statistics.add(engine.perSampleNorms)
         }
         let total = try combine(loss: loss, tokens: tokens) {
             var noise = noiseSeed.map { NoiseSource.seeded($0, purpose: "noise", index: UInt64(step)) } ?? secureSource
@@ -200,7 +219,7 @@ public final class TrainingStep {
         }
         if !communicator.isRoot { engine.discardLogicalBatch() }
         return Result(loss: batch.isEmpty ? .nan : total.loss / Double(batch.count), examples: batch.count,
-                      tokens: total.tokens)
+                      tokens: total.tokens, clipStatistics: gathered(statistics, batchSize: batch.count))
     }
 
     /// The logical batch of private step `step`: each example joins with probability q, drawn
