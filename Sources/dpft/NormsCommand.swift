@@ -51,7 +51,7 @@ struct NormsCommand: ParsableCommand {
     @Option(help: "Train all tensors or only the adapters (default: adapters when the checkpoint has them).")
     var trainable: TrainableChoice?
 
-    @Option(help: "SentencePiece model for {\"text\"} lines (default: the checkpoint's own).")
+    @Option(help: "SentencePiece .model or tokenizer.json for {\"text\"} lines (default: the checkpoint's own).")
     var tokenizer: String?
 
     @Option(help: "Examples per forward/backward pass.")

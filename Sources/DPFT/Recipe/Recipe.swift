@@ -120,7 +120,7 @@ extension Recipe {
     public struct ModelSection: Sendable, Equatable {
         /// `"checkpoint"` (required): a dpft HDF5 checkpoint (`dpft init` / `dpft import`).
         public var checkpoint: String
-        /// `"tokenizer"`: a SentencePiece model; default nil = the one stored in the checkpoint.
+        /// `"tokenizer"`: a SentencePiece `.model` or a Hugging Face `tokenizer.json`; default nil = the one stored in the checkpoint.
         public var tokenizer: String?
 
         public init(checkpoint: String, tokenizer: String? = nil) {

@@ -51,7 +51,7 @@ enum RecipeKeys {
              "a dpft HDF5 checkpoint (dpft init / dpft import)", required: "the base model, e.g. \"checkpoints/gpt2-tiny.h5\"",
              read: { $0.model.checkpoint = $1.string }, write: { .string($0.model.checkpoint) }),
         leaf("model.tokenizer", .string(expected: "a non-empty path or null (the checkpoint's own)", valid: nonEmpty),
-             "a SentencePiece model; null = the one stored in the checkpoint",
+             "a SentencePiece .model or a tokenizer.json; null = the one stored in the checkpoint",
              read: { $0.model.tokenizer = $1.string }, write: { .optional($0.model.tokenizer) }),
     ]
 
