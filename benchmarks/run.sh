@@ -76,8 +76,9 @@ coordinates=$(sed -E 's/.*"trainable_parameters":([0-9]+).*/\1/' <<<"$private_js
 noise_json=$("$bin" bench noise --json --coordinates "$coordinates")
 noise_seconds=$(sed -E 's/.*"noise_seconds":([0-9.eE+-]+).*/\1/' <<<"$noise_json")
 cpu_ns=$(sed -E 's/.*"cpu_nanoseconds_per_draw":([0-9.eE+-]+).*/\1/' <<<"$noise_json")
-awk -v n="$noise_seconds" -v p="$private_seconds" -v c="$coordinates" -v cpu="$cpu_ns" \
-    'BEGIN { printf "  %d draws: %.1f ms (%.2f ns per draw, %.2f CPU ns)  = %.1f%% of the private step (%.3f s)\n", c, n * 1e3, n / c * 1e9, cpu, 100 * n / p, p }'
+share=$(sed -E 's/.*"noise_share":([0-9.eE+-]+).*/\1/' <<<"$private_json")
+awk -v n="$noise_seconds" -v p="$private_seconds" -v c="$coordinates" -v cpu="$cpu_ns" -v share="$share" \
+    'BEGIN { printf "  %d draws: %.1f ms alone (%.2f ns per draw, %.2f CPU ns); inside the private step above (median over its steps): %.1f%% of the step (%.3f s)\n", c, n * 1e3, n / c * 1e9, cpu, 100 * share, p }'
 
 echo
 echo "== data-parallel over Open MPI (README \"Training on several processes\"): 1 process × 2 threads vs 2 processes × 1 thread, same run"

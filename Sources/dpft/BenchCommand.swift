@@ -161,7 +161,9 @@ struct BenchCommand: ParsableCommand {
                                              "private": `private` as Any, "peak_book_bytes": result.peakBookBytes,
                                              "ranks": result.ranks, "threads": Parallel.threadCount,
                                              "gradient_bytes_per_step": result.gradientBytesPerStep,
-                                             "gradient_seconds_per_step": result.gradientSecondsPerStep]
+                                             "gradient_seconds_per_step": result.gradientSecondsPerStep,
+                                             "noise_seconds": result.noiseSeconds,
+                                             "noise_share": result.medianNoiseShare as Any]
                 print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
                 return
             }
@@ -173,6 +175,7 @@ struct BenchCommand: ParsableCommand {
                   + (loraRank.map { ", LoRA r=\($0)" } ?? ", full") + ", \(result.trainableParameters) trainable): "
                   + String(format: "%.3f s/step (median of %d), %.0f tokens/s", result.medianSeconds, steps, result.tokensPerSecond)
                   + (`private` != nil ? String(format: ", peak books %.1f MiB", Double(result.peakBookBytes) / 1_048_576) : "")
+                  + (result.medianNoiseShare.map { String(format: ", noise %.1f%% of the step", 100 * $0) } ?? "")
                   + processes)
         }
 

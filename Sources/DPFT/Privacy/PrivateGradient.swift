@@ -44,6 +44,8 @@ public final class PrivateGradient {
     public private(set) var clipFactors: [[Double]] = []
     /// Examples accumulated since the last `finishLogicalBatch`.
     public private(set) var examplesAccumulated = 0
+    /// Seconds the last `finishLogicalBatch` spent drawing and adding the noise (benchmarks).
+    public private(set) var lastNoiseSeconds = 0.0
 
     /// `grouping` must partition `model.trainableNames` exactly.
     public init(model: Transformer, grouping: Grouping, clipping: ClippingFunction) throws {
@@ -113,7 +115,9 @@ public final class PrivateGradient {
             throw PrivacyError.invalidExpectedBatchSize(expectedBatchSize)
         }
         let buffer = UnsafeMutableBufferPointer(start: model.gradients.storage.base, count: model.gradients.count)
+        let start = DispatchTime.now().uptimeNanoseconds
         noise.addGaussian(to: buffer, noiseMultiplier: noiseMultiplier, sensitivity: totalSensitivity)
+        lastNoiseSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         let inverse = Float(1 / expectedBatchSize)
         for i in buffer.indices { buffer[i] *= inverse }
         examplesAccumulated = 0

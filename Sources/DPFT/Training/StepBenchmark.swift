@@ -14,6 +14,15 @@ public enum StepBenchmark {
         /// in those calls (0 for one process).
         public var gradientBytesPerStep = 0
         public var gradientSecondsPerStep = 0.0
+        /// Per timed private step, the seconds its noise took (inside that step; empty when
+        /// non-private or on ranks other than 0).
+        public var noiseSeconds: [Double] = []
+        /// The median over timed steps of noise seconds / step seconds, measured in the same step.
+        public var medianNoiseShare: Double? {
+            guard noiseSeconds.count == secondsPerStep.count, !noiseSeconds.isEmpty else { return nil }
+            let shares = zip(noiseSeconds, secondsPerStep).map { $0 / $1 }.sorted()
+            return shares[shares.count / 2]
+        }
         public var medianSeconds: Double {
             let sorted = secondsPerStep.sorted()
             return sorted[sorted.count / 2]
@@ -51,7 +60,7 @@ public enum StepBenchmark {
         let trainingStep = TrainingStep(model: model, optimizer: try Optimizer(kind: .sgd(), model: model),
                                         examples: examples, physicalBatchSize: batchSize, method: method,
                                         communicator: communicator)
-        var times: [Double] = []
+        var times: [Double] = [], noiseTimes: [Double] = []
         var bytesBefore = 0, secondsBefore = 0.0
         for step in 0..<(warmup + steps) {
             if step == warmup { (bytesBefore, secondsBefore) = (communicator.gradientBytesMoved, communicator.gradientSeconds) }
@@ -60,11 +69,15 @@ public enum StepBenchmark {
             try trainingStep.run(step: step, learningRate: 1e-4)
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             if step >= warmup { times.append(seconds) }
+            if step >= warmup, case .poisson(let engine, _, _, _) = method, communicator.isRoot {
+                noiseTimes.append(engine.lastNoiseSeconds)
+            }
         }
         return Result(secondsPerStep: times, tokensPerStep: batchSize * sequenceLength,
                       trainableParameters: model.gradients.count, peakBookBytes: trainingStep.peakBookBytes,
                       ranks: communicator.size,
                       gradientBytesPerStep: (communicator.gradientBytesMoved - bytesBefore) / steps,
-                      gradientSecondsPerStep: (communicator.gradientSeconds - secondsBefore) / Double(steps))
+                      gradientSecondsPerStep: (communicator.gradientSeconds - secondsBefore) / Double(steps),
+                      noiseSeconds: noiseTimes)
     }
 }
