@@ -51,7 +51,8 @@ public final class Communicator: @unchecked Sendable {
         guard dpft_mpi_launched_by_mpirun() != 0 else { return single }
         var message = [CChar](repeating: 0, count: 512)
         guard dpft_mpi_init(&message, message.count) == 0 else {
-            throw DistributedError.cannotStart(String(cString: message))
+            let text = message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+            throw DistributedError.cannotStart(String(decoding: text, as: UTF8.self))
         }
         let world = Communicator(rank: Int(dpft_mpi_rank()), size: Int(dpft_mpi_size()), usesMPI: true)
         started = world
