@@ -140,7 +140,8 @@ struct NoiseSamplerTests {
     /// The bits are ChaCha20's (RFC 8439 A.1, test vector #2: zero key, zero nonce, block counter
     /// 1 — where ChaChaPoly's ciphertext starts, so streams are those of sealing zeros).
     @Test func keystreamIsRFC8439ChaCha20() {
-        let words = NoiseSource.keystreamWords(key: .init(data: [UInt8](repeating: 0, count: 32)), stream: 0, index: 0, count: 4)
+        let chunk = NoiseSource.keystream(key: .init(data: [UInt8](repeating: 0, count: 32)), stream: 0, index: 0, count: 4)
+        let words = (0..<chunk.count).map { chunk[$0] }
         #expect(words == [0x7a38_5155_bee7_079f, 0x0d08_2d73_7c97_ba98, 0x6965_e348_a029_0fcb, 0xed7a_ee32_3e53_c612])
     }
 

@@ -52,12 +52,6 @@ public struct NoiseSource {
     private static let chunkBytes = 1 << 20
     private static let zeros = [UInt8](repeating: 0, count: chunkBytes)
 
-    /// `count` words of the keystream under nonce (stream, index), read as little-endian.
-    static func keystreamWords(key: SymmetricKey, stream: UInt32, index: UInt64, count: Int) -> [UInt64] {
-        let chunk = keystream(key: key, stream: stream, index: index, count: count)
-        return (0..<count).map { chunk[$0] }
-    }
-
     /// `count` 64-bit words of the keystream under nonce (stream, index), kept in the bytes
     /// swift-crypto returns (no copy).
     static func keystream(key: SymmetricKey, stream: UInt32, index: UInt64, count: Int) -> KeystreamChunk {

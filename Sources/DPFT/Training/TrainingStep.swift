@@ -150,7 +150,7 @@ public final class TrainingStep {
         guard communicator.size > 1 else { return statistics }
         let K = statistics.groupNames.count
         var flat = [Double](repeating: 0, count: K * batchSize)
-        for (j, position) in stride(from: communicator.rank, to: batchSize, by: communicator.size).enumerated() {
+        for (j, position) in sharePositions(inBatchOf: batchSize).enumerated() {
             for k in 0..<K { flat[k * batchSize + position] = statistics.norms(ofGroup: k)[j] }
         }
         let all = communicator.sum(flat)
@@ -162,7 +162,12 @@ public final class TrainingStep {
     /// This rank's examples of a logical batch: every `size`-th one from position `rank`, so
     /// that the length-sorted batch spreads its long and short examples over the ranks.
     private func share(of batch: [Int]) -> [Int] {
-        stride(from: communicator.rank, to: batch.count, by: communicator.size).map { batch[$0] }
+        sharePositions(inBatchOf: batch.count).map { batch[$0] }
+    }
+
+    /// The positions in a logical batch of `count` examples that this rank runs, in order.
+    private func sharePositions(inBatchOf count: Int) -> StrideTo<Int> {
+        stride(from: communicator.rank, to: count, by: communicator.size)
     }
 
     /// The ranks' gradient sums, finished by rank 0 (`finish`: noise and division, or the
