@@ -49,7 +49,10 @@ import Testing
     /// The test that proves the audit guards the engine: a run whose noise is scaled down 100×
     /// while its ledger claims ε = 1 (RDP) memorises its canaries, and the audit's lower bound
     /// exceeds the claim. gpt2-tiny, full fine-tuning, 10 ordinary records and 60 canaries of
-    /// 4 digits, 300 steps of expected batch 16; 30 guesses.
+    /// 4 digits, 300 steps of expected batch 16 with Adam at 0.01; 30 guesses (27 right are
+    /// needed to exceed ε = 1). At learning rate 0.003 the included and excluded scores
+    /// overlapped and 23–30 guesses were right (a CI run failed at 23); at 0.01 two runs put
+    /// every guess right, the 15 highest included scores ≥ 3.6 and every excluded one ≤ 2.4.
     @Test(.timeLimit(.minutes(10))) func anEngineWithTooLittleNoiseIsCaught() throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -67,7 +70,7 @@ import Testing
                       "template": {"prompt": "{instruction}{input}:", "prompt_no_input": "{instruction}:", "response": " {output}"}},
              "privacy": {"target_epsilon": 1.0, "accountant": "rdp", "clipping": "abadi", "threshold": 1.0},
              "training": {"steps": 300, "batch_size": 16, "physical_batch_size": 16,
-                          "optimizer": {"name": "adam", "learning_rate": 0.003}},
+                          "optimizer": {"name": "adam", "learning_rate": 0.01}},
              "output": {"directory": "\(directory.appendingPathComponent("run").path)"}}
             """.utf8).write(to: recipeURL)
         var options = AuditOptions()
