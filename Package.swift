@@ -29,10 +29,12 @@ let package = Package(
         // The vectorised common path of the DP noise sampler (GaussianSampler.fastPass), one
         // build per x86-64 level picked at load time.
         .target(name: "CNoise"),
+        // tanh and exp over arrays through glibc's vector math library (GELU, softmax, SiLU).
+        .target(name: "CVectorMath", linkerSettings: [.linkedLibrary("mvec"), .linkedLibrary("m")]),
         // The C ABI of compiled grouping plugins (a header only; DESIGN.md §4).
         .target(name: "CDPFTPlugin"),
         .target(name: "DPFT", dependencies: [
-            "CBLAS", "CHDF5", "CMPI", "CNoise", "CSentencePiece", "CDPFTPlugin",
+            "CBLAS", "CHDF5", "CMPI", "CNoise", "CVectorMath", "CSentencePiece", "CDPFTPlugin",
             .product(name: "Crypto", package: "swift-crypto"),
             // ChaCha20 without Poly1305 for the noise keystream (NoiseSource.keystreamWords).
             .product(name: "_CryptoExtras", package: "swift-crypto"),

@@ -13,22 +13,13 @@ peak_rss() {  # command... → prints "peak RSS N MiB" after the command's own o
     rm -f "$log"
 }
 
+echo "CPU: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(nproc) cores; vector math (libmvec AVX2): $(grep -qw avx2 /proc/cpuinfo && echo yes || echo no)"
+echo
 echo "== sgemm (dpft's automatic OpenBLAS core vs the Prescott fallback, same run)"
 peak_rss "$bin" bench gemm
 
 echo
-echo "== non-private training step on the reference GPT (DESIGN.md §8): dpft, then PyTorch, same run"
-peak_rss "$bin" bench step
-peak_rss "$bin" bench step --lora-rank 8
-if [ -x tools/.venv/bin/python ]; then
-    peak_rss tools/.venv/bin/python tools/bench_torch_step.py
-    peak_rss tools/.venv/bin/python tools/bench_torch_step.py --lora-rank 8
-else
-    echo "  (PyTorch side skipped: run tools/setup-venv.sh to install it into tools/.venv)"
-fi
-
-echo
-echo "== private step (book-keeping, abadi, noise σ = 1) per clipping style vs the non-private step, same run"
+scratch=$(mktemp -d)
 # step_line LABEL BASELINE_SECONDS ARGS... → runs `dpft bench step ARGS --json` and prints
 # seconds per step, the ratio to BASELINE_SECONDS (if given), book bytes and peak RSS.
 step_line() {
@@ -42,43 +33,94 @@ step_line() {
     rm -f "$log"
     if [ -n "$baseline" ]; then
         awk -v l="$label" -v s="$seconds" -v b="$baseline" -v k="$books" -v r="$rss" \
-            'BEGIN { printf "  %-28s %.3f s/step  ratio %.2f  books %6.1f MiB  peak RSS %s MiB\n", l, s, s / b, k / 1048576, r }'
+            'BEGIN { printf "  ratio %.2f  %-34s %7.3f s/step  books %6.1f MiB  peak RSS %s MiB\n", s / b, l, s, k / 1048576, r }'
     else
-        awk -v l="$label" -v s="$seconds" -v r="$rss" 'BEGIN { printf "  %-28s %.3f s/step                            peak RSS %s MiB\n", l, s, r }'
+        awk -v l="$label" -v s="$seconds" -v r="$rss" 'BEGIN { printf "  %-46s %7.3f s/step                    peak RSS %s MiB\n", l, s, r }'
     fi
     echo "$seconds" >"$scratch/last"
     echo "$json" >"$scratch/last.json"
+    echo "$rss" >"$scratch/last.rss"
 }
-scratch=$(mktemp -d)
-for lora in "" "--lora-rank 8"; do
-    kind=${lora:+LoRA r=8}
-    kind=${kind:-full}
-    # shellcheck disable=SC2086
-    step_line "non-private ($kind)" "" $lora
-    baseline=$(cat "$scratch/last")
-    for style in all-layer layer-wise per-block; do
-        # shellcheck disable=SC2086
-        step_line "$style ($kind)" "$baseline" --private "$style" $lora
-        if [ "$style $kind" = "all-layer full" ]; then cp "$scratch/last.json" "$scratch/private-full.json"; fi
-    done
-done
 
-if [ -x tools/.venv/bin/python ]; then
-    echo "  Opacus, same run (ghost clipping, noise σ = 1; tools/bench_opacus_step.py):"
-    peak_rss tools/.venv/bin/python -W ignore tools/bench_opacus_step.py | sed 's/^/  /'
-fi
+# python_line LABEL BASELINE_SECONDS SCRIPT ARGS... → runs a tools/ benchmark script under
+# /usr/bin/time and prints its seconds per step, the ratio BASELINE/its seconds (dpft's step
+# against it: below 1 means dpft is faster) and peak RSS; keeps its seconds in $scratch/last.
+python_line() {
+    local label=$1 baseline=$2 script=$3 log out seconds rss
+    shift 3
+    log=$(mktemp)
+    out=$(/usr/bin/time -v tools/.venv/bin/python -W ignore "tools/$script" "$@" 2>"$log" | tail -n 1)
+    seconds=$(sed -E 's/.*: ([0-9.]+) s\/step.*/\1/' <<<"$out")
+    rss=$(awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$log")
+    rm -f "$log"
+    awk -v l="$label" -v s="$seconds" -v b="$baseline" -v r="$rss" \
+        'BEGIN { printf "  %-46s %7.3f s/step  dpft/this %.2f       peak RSS %s MiB\n", l, s, b / s, r }'
+    echo "$seconds" >"$scratch/last"
+}
+
+# model_section ARGS... → for one model (dpft bench step's and the tools/ scripts' shared
+# options: --config, --batch-size, --sequence-length, --steps), full fine-tuning and LoRA r=8:
+# dpft non-private, PyTorch non-private (ratio dpft/PyTorch: target ≤ 1.0), dpft private per
+# clipping style (ratio to dpft non-private: target ≤ 1.10 full, ≤ 1.03 LoRA), then Opacus
+# ghost clipping (full) and private dpft's tokens/s against PyTorch and Opacus.
+model_section() {
+    local have_python="" torch_full="" opacus="" private_full=""
+    if [ -x tools/.venv/bin/python ]; then have_python=1; fi
+    for lora in "" "--lora-rank 8"; do
+        local kind=${lora:+LoRA r=8}
+        kind=${kind:-full}
+        # shellcheck disable=SC2086
+        step_line "dpft non-private ($kind)" "" "$@" $lora
+        local baseline
+        baseline=$(cat "$scratch/last")
+        if [ -n "$have_python" ]; then
+            # shellcheck disable=SC2086
+            python_line "PyTorch non-private ($kind)" "$baseline" bench_torch_step.py "$@" $lora
+            if [ -z "$lora" ]; then torch_full=$(cat "$scratch/last"); fi
+        fi
+        for style in all-layer layer-wise per-block; do
+            # shellcheck disable=SC2086
+            step_line "dpft private $style ($kind)" "$baseline" "$@" --private "$style" $lora
+            if [ "$style $kind" = "all-layer full" ]; then
+                cp "$scratch/last.json" "$scratch/private-full.json"
+                private_full=$(cat "$scratch/last")
+            fi
+        done
+        # shellcheck disable=SC2086
+        step_line "dpft private all-layer automatic ($kind)" "$baseline" "$@" --private all-layer --clipping automatic $lora
+    done
+    if [ -n "$have_python" ]; then
+        python_line "Opacus ghost clipping, private (full)" "$private_full" bench_opacus_step.py "$@"
+        opacus=$(cat "$scratch/last")
+        awk -v p="$private_full" -v t="$torch_full" -v o="$opacus" \
+            'BEGIN { printf "  private dpft (all-layer, full) tokens/s = %.2f × PyTorch non-private (target ≥ 0.9), %.2f × Opacus ghost clipping (target ≥ 2)\n", t / p, o / p }'
+    else
+        echo "  (PyTorch and Opacus skipped: run tools/setup-venv.sh to install them into tools/.venv)"
+    fi
+}
+
+echo "== training steps on the reference GPT (DESIGN.md §8: d=256, 4 layers, vocab 8192, B=16, T=128), SGD, noise σ = 1, same run"
+model_section --steps 5
+cp "$scratch/private-full.json" "$scratch/reference-private-full.json"
 
 echo
-echo "== DP noise (ChaCha20, snapped grid Gaussian; Privacy/GaussianSampler.swift) vs the private all-layer full step above"
-private_json=$(cat "$scratch/private-full.json")
-private_seconds=$(sed -E 's/.*"seconds_per_step":([0-9.eE+-]+).*/\1/' <<<"$private_json")
-coordinates=$(sed -E 's/.*"trainable_parameters":([0-9]+).*/\1/' <<<"$private_json")
-noise_json=$("$bin" bench noise --json --coordinates "$coordinates")
-noise_seconds=$(sed -E 's/.*"noise_seconds":([0-9.eE+-]+).*/\1/' <<<"$noise_json")
-cpu_ns=$(sed -E 's/.*"cpu_nanoseconds_per_draw":([0-9.eE+-]+).*/\1/' <<<"$noise_json")
-share=$(sed -E 's/.*"noise_share":([0-9.eE+-]+).*/\1/' <<<"$private_json")
-awk -v n="$noise_seconds" -v p="$private_seconds" -v c="$coordinates" -v cpu="$cpu_ns" -v share="$share" \
-    'BEGIN { printf "  %d draws: %.1f ms alone (%.2f ns per draw, %.2f CPU ns); inside the private step above (median over its steps): %.1f%% of the step (%.3f s)\n", c, n * 1e3, n / c * 1e9, cpu, 100 * share, p }'
+echo "== training steps on GPT-2 small (recipes/models/gpt2-small.json: 124 M parameters, B=8, T=128), same run"
+model_section --config recipes/models/gpt2-small.json --batch-size 8 --steps 3
+cp "$scratch/private-full.json" "$scratch/gpt2-small-private-full.json"
+
+echo
+echo "== DP noise (ChaCha20, snapped grid Gaussian; Privacy/GaussianSampler.swift) vs the private all-layer full steps above (target ≤ 2 %)"
+for model in reference gpt2-small; do
+    private_json=$(cat "$scratch/$model-private-full.json")
+    private_seconds=$(sed -E 's/.*"seconds_per_step":([0-9.eE+-]+).*/\1/' <<<"$private_json")
+    coordinates=$(sed -E 's/.*"trainable_parameters":([0-9]+).*/\1/' <<<"$private_json")
+    noise_json=$("$bin" bench noise --json --coordinates "$coordinates" --repeats 5)
+    noise_seconds=$(sed -E 's/.*"noise_seconds":([0-9.eE+-]+).*/\1/' <<<"$noise_json")
+    cpu_ns=$(sed -E 's/.*"cpu_nanoseconds_per_draw":([0-9.eE+-]+).*/\1/' <<<"$noise_json")
+    share=$(sed -E 's/.*"noise_share":([0-9.eE+-]+).*/\1/' <<<"$private_json")
+    awk -v m="$model" -v n="$noise_seconds" -v p="$private_seconds" -v c="$coordinates" -v cpu="$cpu_ns" -v share="$share" \
+        'BEGIN { printf "  %-10s %.1f%% of its private step (%.3f s, median over the step'"'"'s own timings); %d draws alone: %.1f ms (%.2f ns per draw, %.2f CPU ns)\n", m, 100 * share, p, c, n * 1e3, n / c * 1e9, cpu }'
+done
 
 echo
 echo "== data-parallel over Open MPI (README \"Training on several processes\"): 1 process × 2 threads vs 2 processes × 1 thread, same run"
@@ -105,6 +147,19 @@ for lora in "" "--lora-rank 8"; do
         step_line "MoE $style ($kind)" "$baseline" --private "$style" "${moe[@]}" $lora
     done
 done
+
+echo
+echo "== LoRA on a 1.1B Llama (recipes/models/tinyllama-shape.json: TinyLlama-1.1B's shape, random weights), r=16 on every projection, B=4, T=256, same run"
+large=(--config recipes/models/tinyllama-shape.json --batch-size 4 --sequence-length 256 --steps 1 --lora-rank 16)
+step_line "dpft private layer-wise" "" "${large[@]}" --private layer-wise
+dpft_large=$(cat "$scratch/last")
+dpft_large_rss=$(cat "$scratch/last.rss")
+parameters=$(sed -E 's/.*"model_parameters":([0-9]+).*/\1/' "$scratch/last.json")
+if [ -x tools/.venv/bin/python ]; then
+    python_line "PyTorch + PEFT non-private" "$dpft_large" bench_torch_step.py "${large[@]}"
+fi
+awk -v p="$parameters" -v r="$dpft_large_rss" \
+    'BEGIN { printf "  fp32 weights %.1f MiB; dpft'"'"'s peak RSS = %.2f × the weights (aim ≤ 1.5)\n", p * 4 / 1048576, r / (p * 4 / 1048576) }'
 rm -rf "$scratch"
 
 echo

@@ -157,6 +157,7 @@ struct BenchCommand: ParsableCommand {
             if json {
                 let object: [String: Any] = ["seconds_per_step": result.medianSeconds, "tokens_per_second": result.tokensPerSecond,
                                              "steps": result.secondsPerStep, "trainable_parameters": result.trainableParameters,
+                                             "model_parameters": modelConfig.parameterCount ?? 0,
                                              "batch_size": batchSize, "sequence_length": sequenceLength, "lora_rank": loraRank as Any,
                                              "private": `private` as Any, "peak_book_bytes": result.peakBookBytes,
                                              "ranks": result.ranks, "threads": Parallel.threadCount,

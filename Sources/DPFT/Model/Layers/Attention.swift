@@ -59,12 +59,10 @@ func attentionForward(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePoin
             let p = probs + row * S
             var maximum = -Float.infinity
             for j in 0...last { maximum = max(maximum, p[j]) }
+            for j in 0...last { p[j] -= maximum }
+            VectorMath.exp(p, into: p, count: last + 1)
             var sum: Float = 0
-            for j in 0...last {
-                let e = expf(p[j] - maximum)
-                p[j] = e
-                sum += e
-            }
+            for j in 0...last { sum += p[j] }
             let inverse = 1 / sum
             for j in 0...last { p[j] *= inverse }
             for j in (last + 1)..<S { p[j] = 0 }

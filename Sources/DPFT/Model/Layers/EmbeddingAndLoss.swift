@@ -45,10 +45,25 @@ func crossEntropyForward(rowLosses: UnsafeMutablePointer<Float>, logits: UnsafeP
             let z = logits + n * V
             var maximum = -Float.infinity
             for v in 0..<V { maximum = max(maximum, z[v]) }
-            var sum: Float = 0
-            for v in 0..<V { sum += expf(z[v] - maximum) }
+            let sum = shiftedExponentialSum(z, count: V, shift: maximum)
             rowLosses[n] = logf(sum) + maximum - z[target]
         }
+    }
+}
+
+/// Σ_v exp(z[v] − shift), summed in index order, the exponentials formed in tiles
+/// (`VectorMath.exp`, eight lanes at a time).
+private func shiftedExponentialSum(_ z: UnsafePointer<Float>, count: Int, shift: Float) -> Float {
+    let tile = 1024
+    return withUnsafeTemporaryAllocation(of: Float.self, capacity: tile) { t in
+        var sum: Float = 0
+        for start in stride(from: 0, to: count, by: tile) {
+            let n = min(tile, count - start)
+            for j in 0..<n { t[j] = z[start + j] - shift }
+            VectorMath.exp(t.baseAddress!, into: t.baseAddress!, count: n)
+            for j in 0..<n { sum += t[j] }
+        }
+        return sum
     }
 }
 
@@ -68,12 +83,10 @@ func crossEntropyBackward(logitsToGradient z: UnsafeMutablePointer<Float>,
             }
             var maximum = -Float.infinity
             for v in 0..<V { maximum = max(maximum, row[v]) }
+            for v in 0..<V { row[v] -= maximum }
+            VectorMath.exp(row, into: row, count: V)
             var sum: Float = 0
-            for v in 0..<V {
-                let e = expf(row[v] - maximum)
-                row[v] = e
-                sum += e
-            }
+            for v in 0..<V { sum += row[v] }
             let weight = rowWeights[n], scale = weight / sum
             for v in 0..<V { row[v] *= scale }
             row[target] -= weight
