@@ -11,12 +11,15 @@
 typedef void (*sgemm_fn)(int order, int transA, int transB, int m, int n, int k, float alpha,
                          const float *a, int lda, const float *b, int ldb, float beta,
                          float *c, int ldc);
+typedef void (*ssyrk_fn)(int order, int uplo, int trans, int n, int k, float alpha,
+                         const float *a, int lda, float beta, float *c, int ldc);
 typedef char *(*corename_fn)(void);
 typedef int (*get_threads_fn)(void);
 typedef void (*set_threads_fn)(int);
 
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static sgemm_fn p_sgemm;
+static ssyrk_fn p_ssyrk;
 static corename_fn p_corename;
 static get_threads_fn p_get_threads;
 static set_threads_fn p_set_threads;
@@ -55,11 +58,13 @@ static void load_library(void) {
         return;
     }
     p_sgemm = (sgemm_fn)dlsym(handle, "cblas_sgemm");
+    p_ssyrk = (ssyrk_fn)dlsym(handle, "cblas_ssyrk");
     p_corename = (corename_fn)dlsym(handle, "openblas_get_corename");
     p_get_threads = (get_threads_fn)dlsym(handle, "openblas_get_num_threads");
     p_set_threads = (set_threads_fn)dlsym(handle, "openblas_set_num_threads");
-    if (p_sgemm == NULL) {
-        snprintf(load_error, sizeof load_error, "OpenBLAS loaded but has no cblas_sgemm");
+    if (p_sgemm == NULL || p_ssyrk == NULL) {
+        snprintf(load_error, sizeof load_error, "OpenBLAS loaded but has no cblas_sgemm or cblas_ssyrk");
+        p_sgemm = NULL;
     }
 }
 
@@ -86,4 +91,9 @@ void dpft_sgemm(enum DPFTBlasTranspose transA, enum DPFTBlasTranspose transB,
                 int m, int n, int k, float alpha, const float *a, int lda,
                 const float *b, int ldb, float beta, float *c, int ldc) {
     p_sgemm(101, (int)transA, (int)transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void dpft_ssyrk_upper(int n, int k, const float *a, int lda, float *c, int ldc) {
+    // CblasRowMajor = 101, CblasUpper = 121, CblasNoTrans = 111: C = A Aᵀ, upper triangle.
+    p_ssyrk(101, 121, 111, n, k, 1.0f, a, lda, 0.0f, c, ldc);
 }

@@ -36,6 +36,10 @@ void dpft_sgemm(enum DPFTBlasTranspose transA, enum DPFTBlasTranspose transB,
                 int m, int n, int k, float alpha, const float *a, int lda,
                 const float *b, int ldb, float beta, float *c, int ldc);
 
+/// Row-major upper triangle of C = A Aᵀ (A is n×k), forwarded to cblas_ssyrk; the strictly
+/// lower triangle of C is left as it was.
+void dpft_ssyrk_upper(int n, int k, const float *a, int lda, float *c, int ldc);
+
 #ifdef __cplusplus
 }
 #endif
