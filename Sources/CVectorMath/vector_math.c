@@ -3,6 +3,46 @@
 #include <math.h>
 #include <string.h>
 
+
+// Sixteen interleaved partial results (lane j takes x[j], x[j+16], …), combined in lane order,
+// then the tail: a fixed order whatever the CPU, and sixteen independent operations in flight.
+#define DPFT_REDUCTIONS(suffix, attributes)                                           \
+    attributes static float sum_##suffix(const float *x, long n) {                   \
+        float lanes[16] = {0};                                                       \
+        long i = 0;                                                                  \
+        for (; i + 16 <= n; i += 16)                                                 \
+            for (int j = 0; j < 16; j++) lanes[j] += x[i + j];                       \
+        float total = 0;                                                             \
+        for (int j = 0; j < 16; j++) total += lanes[j];                              \
+        for (; i < n; i++) total += x[i];                                            \
+        return total;                                                                \
+    }                                                                                \
+    attributes static float max_##suffix(const float *x, long n) {                   \
+        float lanes[16];                                                             \
+        int nan[16] = {0};                                                           \
+        for (int j = 0; j < 16; j++) lanes[j] = -INFINITY;                           \
+        long i = 0;                                                                  \
+        for (; i + 16 <= n; i += 16)                                                 \
+            for (int j = 0; j < 16; j++) {                                           \
+                float v = x[i + j];                                                  \
+                nan[j] |= v != v;                                                    \
+                lanes[j] = v > lanes[j] ? v : lanes[j];                              \
+            }                                                                        \
+        float result = -INFINITY;                                                    \
+        int sawNaN = 0;                                                              \
+        for (int j = 0; j < 16; j++) {                                               \
+            sawNaN |= nan[j];                                                        \
+            result = lanes[j] > result ? lanes[j] : result;                          \
+        }                                                                            \
+        for (; i < n; i++) {                                                         \
+            sawNaN |= x[i] != x[i];                                                  \
+            result = x[i] > result ? x[i] : result;                                  \
+        }                                                                            \
+        return sawNaN ? NAN : result;                                                \
+    }
+
+DPFT_REDUCTIONS(plain, )
+
 #if defined(__x86_64__) && defined(__linux__)
 #include <immintrin.h>
 
@@ -34,6 +74,10 @@ int dpft_vector_math_is_vectorised(void) {
 
 DPFT_VECTOR_APPLY(tanh_avx2, _ZGVdN8v_tanhf)
 DPFT_VECTOR_APPLY(exp_avx2, _ZGVdN8v_expf)
+DPFT_REDUCTIONS(avx2, __attribute__((target("avx2,fma"))))
+
+float dpft_sumf(const float *x, long n) { return dpft_vector_math_is_vectorised() ? sum_avx2(x, n) : sum_plain(x, n); }
+float dpft_maxf(const float *x, long n) { return dpft_vector_math_is_vectorised() ? max_avx2(x, n) : max_plain(x, n); }
 
 void dpft_tanhf(const float *x, float *y, long n) {
     if (dpft_vector_math_is_vectorised()) {
@@ -54,6 +98,8 @@ void dpft_expf(const float *x, float *y, long n) {
 #else
 
 int dpft_vector_math_is_vectorised(void) { return 0; }
+float dpft_sumf(const float *x, long n) { return sum_plain(x, n); }
+float dpft_maxf(const float *x, long n) { return max_plain(x, n); }
 
 void dpft_tanhf(const float *x, float *y, long n) {
     for (long i = 0; i < n; i++) y[i] = tanhf(x[i]);

@@ -62,4 +62,19 @@ import Testing
             #expect(pieces == whole, "calls of \(size)")
         }
     }
+
+    /// Sums and maxima of every length 0…40 (all tails) against a Double sum and a plain loop.
+    @Test func sumAndMaximumMatchPlainLoops() {
+        var generator = SeededGenerator(seed: 9)
+        let x = (0..<40).map { _ in Float(Double(generator.next() % 2001) / 100 - 10) }
+        for count in 0...x.count {
+            let exact = x.prefix(count).reduce(0.0) { $0 + Double($1) }
+            let magnitude = x.prefix(count).reduce(0.0) { $0 + Double(abs($1)) }
+            #expect(abs(Double(VectorMath.sum(x, count: count)) - exact) <= magnitude * 4e-7, "sum of \(count)")
+            #expect(VectorMath.maximum(x, count: count) == (x.prefix(count).max() ?? -.infinity), "max of \(count)")
+        }
+        var poisoned = x
+        poisoned[33] = .nan
+        #expect(VectorMath.maximum(poisoned, count: 40).isNaN && VectorMath.maximum(poisoned, count: 33) == x.prefix(33).max())
+    }
 }

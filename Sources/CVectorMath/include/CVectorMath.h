@@ -15,6 +15,13 @@ void dpft_tanhf(const float *x, float *y, long n);
 /// y[i] = exp(x[i]) for i < n (y may be x), with the same guarantee.
 void dpft_expf(const float *x, float *y, long n);
 
+/// Σ x[i] for i < n in a fixed order of sixteen interleaved partial sums (the same on every
+/// CPU; not the order of a plain loop).
+float dpft_sumf(const float *x, long n);
+
+/// max x[i] for i < n (−∞ when n = 0, NaN when any element is NaN).
+float dpft_maxf(const float *x, long n);
+
 /// 1 when the vector path (libmvec, AVX2) is in use, 0 for glibc's scalar functions.
 int dpft_vector_math_is_vectorised(void);
 

@@ -20,3 +20,14 @@ enum VectorMath {
     /// True when the libmvec path is in use on this CPU.
     static var isVectorised: Bool { dpft_vector_math_is_vectorised() != 0 }
 }
+
+extension VectorMath {
+    /// Σ x[i], in sixteen interleaved partial sums combined in a fixed order (the same on every
+    /// CPU and thread count): sixteen independent additions in flight instead of one chain.
+    @inline(__always)
+    static func sum(_ x: UnsafePointer<Float>, count: Int) -> Float { dpft_sumf(x, count) }
+
+    /// max x[i] (−∞ for none); a NaN element gives NaN.
+    @inline(__always)
+    static func maximum(_ x: UnsafePointer<Float>, count: Int) -> Float { dpft_maxf(x, count) }
+}

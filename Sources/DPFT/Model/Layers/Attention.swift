@@ -57,12 +57,10 @@ func attentionForward(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePoin
         for row in range {
             let last = first + row % T
             let p = probs + row * S
-            var maximum = -Float.infinity
-            for j in 0...last { maximum = max(maximum, p[j]) }
+            let maximum = VectorMath.maximum(p, count: last + 1)
             for j in 0...last { p[j] -= maximum }
             VectorMath.exp(p, into: p, count: last + 1)
-            var sum: Float = 0
-            for j in 0...last { sum += p[j] }
+            let sum = VectorMath.sum(p, count: last + 1)
             let inverse = 1 / sum
             for j in 0...last { p[j] *= inverse }
             for j in (last + 1)..<S { p[j] = 0 }

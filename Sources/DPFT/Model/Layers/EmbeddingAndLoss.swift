@@ -43,16 +43,14 @@ func crossEntropyForward(rowLosses: UnsafeMutablePointer<Float>, logits: UnsafeP
             let target = Int(targets[n])
             guard target >= 0 else { rowLosses[n] = 0; continue }
             let z = logits + n * V
-            var maximum = -Float.infinity
-            for v in 0..<V { maximum = max(maximum, z[v]) }
+            let maximum = VectorMath.maximum(z, count: V)
             let sum = shiftedExponentialSum(z, count: V, shift: maximum)
             rowLosses[n] = logf(sum) + maximum - z[target]
         }
     }
 }
 
-/// Σ_v exp(z[v] − shift), summed in index order, the exponentials formed in tiles
-/// (`VectorMath.exp`, eight lanes at a time).
+/// Σ_v exp(z[v] − shift), the exponentials formed and summed in tiles (`VectorMath`).
 private func shiftedExponentialSum(_ z: UnsafePointer<Float>, count: Int, shift: Float) -> Float {
     let tile = 1024
     return withUnsafeTemporaryAllocation(of: Float.self, capacity: tile) { t in
@@ -61,7 +59,7 @@ private func shiftedExponentialSum(_ z: UnsafePointer<Float>, count: Int, shift:
             let n = min(tile, count - start)
             for j in 0..<n { t[j] = z[start + j] - shift }
             VectorMath.exp(t.baseAddress!, into: t.baseAddress!, count: n)
-            for j in 0..<n { sum += t[j] }
+            sum += VectorMath.sum(t.baseAddress!, count: n)
         }
         return sum
     }
@@ -81,12 +79,10 @@ func crossEntropyBackward(logitsToGradient z: UnsafeMutablePointer<Float>,
                 row.update(repeating: 0, count: V)
                 continue
             }
-            var maximum = -Float.infinity
-            for v in 0..<V { maximum = max(maximum, row[v]) }
+            let maximum = VectorMath.maximum(row, count: V)
             for v in 0..<V { row[v] -= maximum }
             VectorMath.exp(row, into: row, count: V)
-            var sum: Float = 0
-            for v in 0..<V { sum += row[v] }
+            let sum = VectorMath.sum(row, count: V)
             let weight = rowWeights[n], scale = weight / sum
             for v in 0..<V { row[v] *= scale }
             row[target] -= weight
