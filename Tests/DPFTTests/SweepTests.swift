@@ -226,8 +226,9 @@ import Testing
             #expect(result.steps == 24)
             #expect(abs(try #require(result.epsilon) - epsilon) <= 1e-12 * epsilon, "\(result.name)")
             let lines = try RunnerTrustTests.metricsLines(run)
-            let final = try #require(lines.last?["eval"] as? [String: Any])
-            #expect(result.evalLoss == final["loss"] as? Double && result.exactMatch == final["accuracy"] as? Double)
+            #expect(lines.last?["eval"] != nil)
+            let final = try finalEvaluation(run)
+            #expect(result.evalLoss == final.loss && result.exactMatch == final.accuracy, "\(result.name)")
             #expect(result.peakResidentBytes > 4 << 20 && result.peakResidentBytes < 64 << 30)
             let ledger = try PrivacyLedger(json: try #require(try Checkpoint.read(from: run.appendingPathComponent("final.h5")).privacyLedger))
             try checkClipStatistics(lines, groups: ledger.groups)
@@ -235,6 +236,20 @@ import Testing
         #expect(Set(results.map(\.grouping)) == ["layer-wise", "all-layer"])
         #expect(output.contains("mean ± standard deviation over seeds") && output.contains("by that run alone"))
         #expect(SweepSummary(results: results).rows.map(\.runs) == [2, 2, 2, 2])
+    }
+
+    /// The last line of the run's metrics.jsonl (its final evaluation) read by Swift's own
+    /// correctly rounded `Double(String)`: JSONSerialization keeps a 17-digit number such as
+    /// 5.5295301874478655 as a decimal whose `doubleValue` can miss the written Double by an ulp.
+    private func finalEvaluation(_ run: URL) throws -> (loss: Double?, accuracy: Double?) {
+        let text = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+        let line = try #require(text.split(separator: "\n").last)
+        let evaluation = try #require(line.range(of: #""eval":{"#).map { line[$0.upperBound...].prefix { $0 != "}" } })
+        func number(_ key: String) -> Double? {
+            guard let start = evaluation.range(of: "\"\(key)\":") else { return nil }
+            return Double(String(evaluation[start.upperBound...].prefix { $0 != "," }))
+        }
+        return (number("loss"), number("accuracy"))
     }
 
     /// Every step's line names every group of the ledger; a median above the threshold means
