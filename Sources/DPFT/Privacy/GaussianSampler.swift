@@ -48,7 +48,9 @@ import Foundation
 /// **Cost.** About 6 CPU ns per draw on the 2-core machines of DESIGN.md §8, spread over both
 /// cores: ChaCha20 (BoringSSL's AVX2 code, 8 bytes per draw) is ≈ 45 % of it, the vectorised
 /// common path (`dpft_noise_fast_pass`) ≈ 30 %. `make bench` prints the share of a private
-/// full step (1.5–1.7 % in same-run pairs on a 2-core AMD EPYC; the budget is 2 %).
+/// full step: 2.4 % on the reference GPT and 6.7 % on GPT-2 small (B = 8) on a 2-core AMD EPYC;
+/// the budget is 2 %. The noise is a fixed cost per coordinate while the step's arithmetic
+/// grows with the batch, and ChaCha20 alone (8 bytes per draw) is over 2 % of that GPT-2 step.
 ///
 /// **What it protects against.**
 /// - Mironov 2012 ("On significance of the least significant bits for differential privacy",
