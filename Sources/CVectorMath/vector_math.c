@@ -3,7 +3,6 @@
 #include <math.h>
 #include <string.h>
 
-
 // Sixteen interleaved partial results (lane j takes x[j], x[j+16], …), combined in lane order,
 // then the tail: a fixed order whatever the CPU, and sixteen independent operations in flight.
 #define DPFT_REDUCTIONS(suffix, attributes)                                           \
@@ -45,15 +44,20 @@ DPFT_REDUCTIONS(plain, )
 
 #if defined(__x86_64__) && defined(__linux__)
 #include <immintrin.h>
+#define DPFT_HAS_VECTOR_PATH 1
 
 // libmvec's AVX2 variants (x86-64 vector function ABI, "d" = AVX2, 8 lanes of float). glibc
 // documents them as accurate to within 4 ulp, the same bound as its scalar tanhf/expf tests.
 __attribute__((target("avx2,fma"))) __m256 _ZGVdN8v_tanhf(__m256);
 __attribute__((target("avx2,fma"))) __m256 _ZGVdN8v_expf(__m256);
 
-int dpft_vector_math_is_vectorised(void) {
+// Chosen once when the library loads (before any caller can run): the functions below are
+// called per softmax row, so the CPU check stays out of them.
+static int vector_path;
+
+__attribute__((constructor)) static void choose_path(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    vector_path = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
 // The last n % 8 elements go through the vector function too (padded with zeros in a copy),
@@ -76,37 +80,38 @@ DPFT_VECTOR_APPLY(tanh_avx2, _ZGVdN8v_tanhf)
 DPFT_VECTOR_APPLY(exp_avx2, _ZGVdN8v_expf)
 DPFT_REDUCTIONS(avx2, __attribute__((target("avx2,fma"))))
 
-float dpft_sumf(const float *x, long n) { return dpft_vector_math_is_vectorised() ? sum_avx2(x, n) : sum_plain(x, n); }
-float dpft_maxf(const float *x, long n) { return dpft_vector_math_is_vectorised() ? max_avx2(x, n) : max_plain(x, n); }
-
-void dpft_tanhf(const float *x, float *y, long n) {
-    if (dpft_vector_math_is_vectorised()) {
-        tanh_avx2(x, y, n);
-        return;
-    }
-    for (long i = 0; i < n; i++) y[i] = tanhf(x[i]);
-}
-
-void dpft_expf(const float *x, float *y, long n) {
-    if (dpft_vector_math_is_vectorised()) {
-        exp_avx2(x, y, n);
-        return;
-    }
-    for (long i = 0; i < n; i++) y[i] = expf(x[i]);
-}
-
 #else
+#define DPFT_HAS_VECTOR_PATH 0
+static const int vector_path = 0;
+#endif
 
-int dpft_vector_math_is_vectorised(void) { return 0; }
-float dpft_sumf(const float *x, long n) { return sum_plain(x, n); }
-float dpft_maxf(const float *x, long n) { return max_plain(x, n); }
+int dpft_vector_math_is_vectorised(void) { return vector_path; }
+
+// Each function: the vector path (`statements`, ending in a return) where the CPU has it,
+// else the plain code after it.
+#if DPFT_HAS_VECTOR_PATH
+#define DPFT_TRY_VECTOR(statements) \
+    if (vector_path) { statements; }
+#else
+#define DPFT_TRY_VECTOR(statements)
+#endif
+
+float dpft_sumf(const float *x, long n) {
+    DPFT_TRY_VECTOR(return sum_avx2(x, n))
+    return sum_plain(x, n);
+}
+
+float dpft_maxf(const float *x, long n) {
+    DPFT_TRY_VECTOR(return max_avx2(x, n))
+    return max_plain(x, n);
+}
 
 void dpft_tanhf(const float *x, float *y, long n) {
+    DPFT_TRY_VECTOR(tanh_avx2(x, y, n); return)
     for (long i = 0; i < n; i++) y[i] = tanhf(x[i]);
 }
 
 void dpft_expf(const float *x, float *y, long n) {
+    DPFT_TRY_VECTOR(exp_avx2(x, y, n); return)
     for (long i = 0; i < n; i++) y[i] = expf(x[i]);
 }
-
-#endif
