@@ -238,18 +238,15 @@ import Testing
         #expect(SweepSummary(results: results).rows.map(\.runs) == [2, 2, 2, 2])
     }
 
-    /// The last line of the run's metrics.jsonl (its final evaluation) read by Swift's own
-    /// correctly rounded `Double(String)`: JSONSerialization keeps a 17-digit number such as
+    /// The final evaluation in the last line of the run's metrics.jsonl, read with dpft's own
+    /// JSON reader, which keeps each number's text and converts it with Swift's correctly
+    /// rounded `Double(String)`: JSONSerialization keeps a 17-digit number such as
     /// 5.5295301874478655 as a decimal whose `doubleValue` can miss the written Double by an ulp.
     private func finalEvaluation(_ run: URL) throws -> (loss: Double?, accuracy: Double?) {
-        let text = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
-        let line = try #require(text.split(separator: "\n").last)
-        let evaluation = try #require(line.range(of: #""eval":{"#).map { line[$0.upperBound...].prefix { $0 != "}" } })
-        func number(_ key: String) -> Double? {
-            guard let start = evaluation.range(of: "\"\(key)\":") else { return nil }
-            return Double(String(evaluation[start.upperBound...].prefix { $0 != "," }))
-        }
-        return (number("loss"), number("accuracy"))
+        let url = run.appendingPathComponent("metrics.jsonl")
+        let line = try #require(try String(contentsOf: url, encoding: .utf8).split(separator: "\n").last)
+        let evaluation = try JSONReader(parsing: line.utf8, source: url.path).member("eval")
+        return (try evaluation.optionalMember("loss")?.double(), try evaluation.optionalMember("accuracy")?.double())
     }
 
     /// Every step's line names every group of the ledger; a median above the threshold means
