@@ -14,14 +14,13 @@ step's multiplications are the same).
 Usage: tools/.venv/bin/python tools/bench_opacus_step.py [--config recipes/models/gpt2-reference.json]
        [--batch-size 16] [--sequence-length 128] [--steps 5] [--threads 2]
 """
-import argparse
-import json
 import statistics
 import time
 
 import torch
-import transformers
 from opacus import PrivacyEngine
+
+from bench_common import random_model, step_arguments
 
 
 def linear_from_conv1d(conv: torch.nn.Module) -> torch.nn.Linear:
@@ -58,23 +57,8 @@ class TokenLoss(torch.nn.Module):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="recipes/models/gpt2-reference.json")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--sequence-length", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    with open(args.config) as handle:
-        config = transformers.AutoConfig.for_model(**json.load(handle))
-    for key in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
-        if hasattr(config, key):
-            setattr(config, key, 0.0)
-    config.tie_word_embeddings = False
-    model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    args = step_arguments(__doc__.splitlines()[0]).parse_args()
+    config, model = random_model(args, tie_word_embeddings=False)
     replace_conv1d(model)
     model.train()
     ids = torch.randint(0, config.vocab_size, (args.batch_size, args.sequence_length))

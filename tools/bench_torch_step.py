@@ -6,34 +6,20 @@ in one run (benchmarks/run.sh calls both).
 Usage: tools/.venv/bin/python tools/bench_torch_step.py [--config recipes/models/gpt2-reference.json]
        [--batch-size 16] [--sequence-length 128] [--steps 5] [--threads 2] [--lora-rank R]
 """
-import argparse
-import json
 import statistics
 import time
 
 import torch
-import transformers
+
+from bench_common import random_model, step_arguments
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="recipes/models/gpt2-reference.json")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--sequence-length", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = step_arguments(__doc__.splitlines()[0])
     parser.add_argument("--lora-rank", type=int, default=None)
     args = parser.parse_args()
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    with open(args.config) as handle:
-        config_dict = json.load(handle)
-    config = transformers.AutoConfig.for_model(**config_dict)
-    for key in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
-        if hasattr(config, key):
-            setattr(config, key, 0.0)
-    model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    config, model = random_model(args)
     if args.lora_rank:
         import peft
         targets = ["c_attn", "c_proj", "c_fc"] if config.model_type == "gpt2" else \
