@@ -248,14 +248,14 @@ public final class RecipeRunner {
         progress.finish()
         let lastGood = run.directory.flatMap { RunDirectory.checkpoints(in: $0.url).last?.url.path }
         var ledgerPath: String?, epsilon: Double?
-        if let budget, let privacy = run.privacy, let directory = run.directory {
+        if let budget, let directory = run.directory {
             let spent = try budget.spent()
-            epsilon = spent?.epsilon
-            let ledger = privacy.ledger(budget: budget, spent: spent, recipeHash: run.recipeHash,
-                                        datasetSize: run.data.datasetSize, worldSize: communicator.size)
-            let url = directory.url.appendingPathComponent("privacy-ledger.json")
-            try writeAtomically(to: url) { try Data(ledger.json.utf8).write(to: $0) }
-            ledgerPath = url.path
+            if let ledger = ledger(run, budget: budget, spent: spent) {
+                epsilon = spent?.epsilon
+                let url = directory.url.appendingPathComponent("privacy-ledger.json")
+                try writeAtomically(to: url) { try Data(ledger.json.utf8).write(to: $0) }
+                ledgerPath = url.path
+            }
         }
         return RunError.diverged(step: step, cause: failure.description, lastCheckpoint: lastGood, ledger: ledgerPath,
                                  epsilon: epsilon)
@@ -276,6 +276,13 @@ public final class RecipeRunner {
                             communicator: communicator)
     }
 
+    /// The run's privacy ledger with `spent` so far (nil for a non-private run).
+    private func ledger(_ run: PreparedRun, budget: PrivacyBudget?, spent: PrivacySpent?) -> PrivacyLedger? {
+        guard let budget, let privacy = run.privacy else { return nil }
+        return privacy.ledger(budget: budget, spent: spent, recipeHash: run.recipeHash,
+                              datasetSize: run.data.datasetSize, worldSize: communicator.size)
+    }
+
     /// `step-N.h5` with the resume state and, for a private run, the ledger so far.
     private func saveCheckpoint(_ run: PreparedRun, _ directory: RunDirectory, budget: PrivacyBudget?,
                                 spent: PrivacySpent?, step: Int, totalSteps: Int) throws -> URL {
@@ -283,10 +290,7 @@ public final class RecipeRunner {
                              noiseMultiplier: budget?.noiseMultiplier, history: budget?.history ?? [],
                              datasetSize: run.data.datasetSize, optimizerSteps: run.optimizer.stepCount,
                              trainDataSHA256: run.trainDataSHA256)
-        let ledger = budget.flatMap { budget in
-            run.privacy?.ledger(budget: budget, spent: spent, recipeHash: run.recipeHash, datasetSize: run.data.datasetSize,
-                                worldSize: communicator.size)
-        }
+        let ledger = ledger(run, budget: budget, spent: spent)
         return try directory.saveCheckpoint(model: run.model, base: run.base, optimizer: run.optimizer,
                                                 state: state, ledger: ledger)
     }
