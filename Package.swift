@@ -10,7 +10,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        // DP noise: ChaCha20 keystream (a CSPRNG) keyed from the operating system.
+        // SHA-256 (data and base digests, seeded noise keys) and the operating system's random
+        // key of the DP noise; its ChaCha20 is the tests' second reference for the keystream.
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
@@ -26,9 +27,10 @@ let package = Package(
         // Open MPI, loaded at run time (dlopen) only under mpirun (README "Training on several
         // processes"), so dpft without mpirun needs no MPI library.
         .target(name: "CMPI", linkerSettings: [.linkedLibrary("dl")]),
-        // The vectorised common path of the DP noise sampler (GaussianSampler.fastPass), one
-        // build per x86-64 level picked at load time.
-        .target(name: "CNoise"),
+        // The DP noise sampler's C parts: its vectorised common path (GaussianSampler.fastPass),
+        // one build per x86-64 level picked at load time, and its ChaCha20 keystream through
+        // OpenSSL's libcrypto (AVX-512 code where the CPU has it).
+        .target(name: "CNoise", linkerSettings: [.linkedLibrary("crypto")]),
         // tanh and exp over arrays through glibc's vector math library (GELU, softmax, SiLU).
         .target(name: "CVectorMath", linkerSettings: [.linkedLibrary("mvec"), .linkedLibrary("m")]),
         // The C ABI of compiled grouping plugins (a header only; DESIGN.md §4).
@@ -36,15 +38,17 @@ let package = Package(
         .target(name: "DPFT", dependencies: [
             "CBLAS", "CHDF5", "CMPI", "CNoise", "CVectorMath", "CSentencePiece", "CDPFTPlugin",
             .product(name: "Crypto", package: "swift-crypto"),
-            // ChaCha20 without Poly1305 for the noise keystream (NoiseSource.keystreamWords).
-            .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
         .executableTarget(name: "dpft", dependencies: [
             "DPFT",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Fixtures are read from the source tree (see Tests/DPFTTests/TestSupport.swift).
-        .testTarget(name: "DPFTTests", dependencies: ["DPFT"], exclude: ["Fixtures"]),
+        .testTarget(name: "DPFTTests", dependencies: [
+            "DPFT",
+            // swift-crypto's ChaCha20 (BoringSSL) checks the noise keystream (OpenSSL's).
+            .product(name: "_CryptoExtras", package: "swift-crypto"),
+        ], exclude: ["Fixtures"]),
     ],
     cxxLanguageStandard: .cxx17
 )

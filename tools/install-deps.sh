@@ -3,7 +3,7 @@
 # Usage: tools/install-deps.sh [extra-package ...]   (run by `make demo`, `make test`, `make bench`)
 set -euo pipefail
 
-packages=(libopenblas-dev libhdf5-dev libsentencepiece-dev pkg-config libopenmpi-dev openmpi-bin "$@")
+packages=(libopenblas-dev libhdf5-dev libsentencepiece-dev libssl-dev pkg-config libopenmpi-dev openmpi-bin "$@")
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

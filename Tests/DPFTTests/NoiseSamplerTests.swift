@@ -1,3 +1,5 @@
+import Crypto
+import _CryptoExtras
 import Foundation
 import Testing
 @testable import DPFT
@@ -140,9 +142,27 @@ struct NoiseSamplerTests {
     /// The bits are ChaCha20's (RFC 8439 A.1, test vector #2: zero key, zero nonce, block counter
     /// 1 — where ChaChaPoly's ciphertext starts, so streams are those of sealing zeros).
     @Test func keystreamIsRFC8439ChaCha20() {
-        let chunk = NoiseSource.keystream(key: .init(data: [UInt8](repeating: 0, count: 32)), stream: 0, index: 0, count: 4)
-        let words = (0..<chunk.count).map { chunk[$0] }
+        let words = NoiseSource.keystream(key: .init(data: [UInt8](repeating: 0, count: 32)), stream: 0, index: 0, count: 4)
         #expect(words == [0x7a38_5155_bee7_079f, 0x0d08_2d73_7c97_ba98, 0x6965_e348_a029_0fcb, 0xed7a_ee32_3e53_c612])
+    }
+
+    /// OpenSSL's keystream (the noise's) equals swift-crypto's (BoringSSL) for a random key, for
+    /// nonces that use every byte of (stream, index), over 2¹⁷ + 3 words: past many blocks, and
+    /// not a whole number of the 16-block batches vector code works in.
+    @Test func keystreamEqualsSwiftCryptosChaCha20() throws {
+        let key = SymmetricKey(size: .bits256)
+        for (stream, index, count) in [(UInt32(0x8000_0007), UInt64(0x0123_4567_89AB_CDEF), 1 << 17),
+                                       (0, 0, 3), (0xFFFF_FFFF, 42 << 20 | 1, 4099)] {
+            var nonce: [UInt8] = []
+            withUnsafeBytes(of: stream.littleEndian) { nonce.append(contentsOf: $0) }
+            withUnsafeBytes(of: index.littleEndian) { nonce.append(contentsOf: $0) }
+            let reference = try Insecure.ChaCha20CTR.encrypt(Data(count: count * 8), using: key,
+                                                             counter: .init(offset: 1), nonce: .init(data: nonce))
+            let expected = reference.withUnsafeBytes { raw in
+                (0..<count).map { UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self)) }
+            }
+            #expect(NoiseSource.keystream(key: key, stream: stream, index: index, count: count) == expected)
+        }
     }
 
     /// The vectorised common path (`dpft_noise_fast_pass`, C, one build per x86-64 level) against

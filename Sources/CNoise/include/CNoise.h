@@ -21,4 +21,14 @@ size_t dpft_noise_fast_pass(float *values, const uint64_t *words, size_t count,
                             double inverse_spacing, double spacing,
                             uint32_t *pending_index, uint64_t *pending_word);
 
+/// Words per call of `dpft_chacha20_keystream` at most (1 MiB of keystream).
+#define DPFT_KEYSTREAM_WORDS_MAX (1 << 17)
+
+/// Writes `count` 64-bit words of the ChaCha20 keystream (RFC 8439) under the 256-bit `key` and
+/// 96-bit `nonce`, starting at block `counter`, each word read from its 8 keystream bytes in
+/// little-endian order. Returns 1, or 0 when OpenSSL cannot provide ChaCha20 or `count` is
+/// over DPFT_KEYSTREAM_WORDS_MAX. Safe to call from several threads at once.
+int dpft_chacha20_keystream(uint64_t *words, size_t count, const uint8_t key[32], uint32_t counter,
+                            const uint8_t nonce[12]);
+
 #endif

@@ -289,10 +289,11 @@ struct ZigguratTable: Sendable {
     }
 }
 
-/// The ChaCha20 keystream of one (stream, block) nonce prefix, read as 64-bit words. Chunks
-/// of the block use nonces (stream, block·2²⁰ + chunk), so no two chunks share a nonce. Each
-/// chunk is copied into one buffer the reader owns: reading it is a plain load, with no
-/// reference counting (cheap beside ChaCha20 while a chunk fits in the core's cache).
+/// The ChaCha20 keystream of one (stream, block) nonce prefix, read as 64-bit words, each
+/// once and in order. Chunks of the block use nonces (stream, block·2²⁰ + chunk), so no two
+/// chunks share a nonce. Each chunk is written into one buffer the reader owns, after the
+/// previous chunk's unread words: reading is a plain load, with no reference counting, and no
+/// word is skipped when a pass needs more than a chunk has left.
 struct KeystreamWords: ~Copyable {
     let key: SymmetricKey
     let stream: UInt32
@@ -303,12 +304,13 @@ struct KeystreamWords: ~Copyable {
     private var filled = 0
     private var position = 0
 
+    /// Reads of up to `chunkWords` words at a time (`withNextWords`).
     init(key: SymmetricKey, stream: UInt32, block: UInt64, chunkWords: Int) {
         self.key = key
         self.stream = stream
         self.block = block
         self.chunkWords = chunkWords
-        buffer = .allocate(capacity: chunkWords)
+        buffer = .allocate(capacity: 2 * chunkWords)
     }
 
     /// Fixed words, then a trap (tests of rare paths).
@@ -325,9 +327,9 @@ struct KeystreamWords: ~Copyable {
 
     deinit { buffer.deallocate() }
 
-    /// The next `count` words (at most `chunkWords`) as one buffer. Words left in the current
-    /// chunk that are too few are skipped (never read), and a new chunk is made.
+    /// The next `count` words (at most `chunkWords`) as one buffer.
     mutating func withNextWords<Result>(_ count: Int, _ body: (UnsafeBufferPointer<UInt64>) -> Result) -> Result {
+        precondition(count <= chunkWords, "keystream read larger than a chunk")
         if filled - position < count { refill() }
         precondition(filled - position >= count, "keystream chunk smaller than a pass")
         defer { position += count }
@@ -341,10 +343,17 @@ struct KeystreamWords: ~Copyable {
         return buffer[position - 1]
     }
 
+    /// Moves the unread words (fewer than `chunkWords`) to the front and appends the next chunk.
     private mutating func refill() {
         precondition(chunk < 1 << 20, "keystream block exhausted")
-        NoiseSource.keystream(key: key, stream: stream, index: block << 20 | chunk, count: chunkWords).copyWords(to: buffer)
-        filled = chunkWords
+        let unread = filled - position
+        if unread > 0 {
+            UnsafeMutableRawPointer(buffer.baseAddress!).copyMemory(from: buffer.baseAddress! + position,
+                                                                    byteCount: unread * 8)
+        }
+        NoiseSource.keystream(key: key, stream: stream, index: block << 20 | chunk,
+                              into: UnsafeMutableBufferPointer(rebasing: buffer[unread..<(unread + chunkWords)]))
+        filled = unread + chunkWords
         chunk += 1
         position = 0
     }

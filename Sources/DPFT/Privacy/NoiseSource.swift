@@ -1,12 +1,12 @@
 import Crypto
-import _CryptoExtras
+import CNoise
 import Foundation
 
 /// Gaussian noise for DP from a cryptographically secure generator (DESIGN.md §3).
 ///
-/// Uniform bits are the ChaCha20 keystream (RFC 8439, via swift-crypto's ChaCha20 encrypting
-/// zeros from block counter 1, which is what ChaChaPoly's ciphertext of zeros is) keyed by 256
-/// bits from the operating system. A fixed
+/// Uniform bits are the ChaCha20 keystream (RFC 8439, through OpenSSL's libcrypto, from block
+/// counter 1, which is what ChaChaPoly's ciphertext of zeros is) keyed by 256 bits from the
+/// operating system. A fixed
 /// seed is possible only when asked for explicitly (`seeded(_:)`), and `isSeeded` lets the
 /// ledger record it. Nonces separate the streams: (0, counter) for `nextUniform()`, and
 /// (2³¹ + call, block·2²⁰ + chunk) for the blocks of the `call`-th `addGaussian`, whose
@@ -14,7 +14,7 @@ import Foundation
 public struct NoiseSource {
     private let key: SymmetricKey
     private var counter: UInt64 = 0
-    private var words = KeystreamChunk(littleEndianBytes: Data())
+    private var words: [UInt64] = []
     private var position = 0
     private var gaussianCalls: UInt32 = 0
     /// The explicit seed, or nil when the key came from the operating system.
@@ -49,27 +49,38 @@ public struct NoiseSource {
     /// True when the noise is reproducible from a recorded seed.
     public var isSeeded: Bool { seed != nil }
 
-    private static let chunkBytes = 1 << 20
-    private static let zeros = [UInt8](repeating: 0, count: chunkBytes)
+    private static let chunkWords = 1 << 17
 
-    /// `count` 64-bit words of the keystream under nonce (stream, index), kept in the bytes
-    /// swift-crypto returns (no copy).
-    static func keystream(key: SymmetricKey, stream: UInt32, index: UInt64, count: Int) -> KeystreamChunk {
-        precondition(count * 8 <= chunkBytes, "keystream chunk too large")
-        var nonceBytes: [UInt8] = []
-        withUnsafeBytes(of: stream.littleEndian) { nonceBytes.append(contentsOf: $0) }
-        withUnsafeBytes(of: index.littleEndian) { nonceBytes.append(contentsOf: $0) }
-        // Block counter 1 onwards, as ChaChaPoly (RFC 8439 §2.8) encrypts: the same keystream
-        // as sealing zeros, without computing a Poly1305 tag nobody reads.
-        let keystream = try! Insecure.ChaCha20CTR.encrypt(zeros[0..<(count * 8)], using: key,
-                                                          counter: .init(offset: 1), nonce: .init(data: nonceBytes))
-        return KeystreamChunk(littleEndianBytes: keystream)
+    /// Writes the keystream under nonce (stream, index) to `words`, from block counter 1 (where
+    /// ChaChaPoly's ciphertext starts, RFC 8439 §2.8): the keystream of sealing zeros, without
+    /// a Poly1305 tag nobody reads. The cipher is OpenSSL's (`dpft_chacha20_keystream`, C).
+    static func keystream(key: SymmetricKey, stream: UInt32, index: UInt64, into words: UnsafeMutableBufferPointer<UInt64>) {
+        let ok = key.withUnsafeBytes { keyBytes in
+            withUnsafeTemporaryAllocation(byteCount: 12, alignment: 1) { nonce in
+                nonce.storeBytes(of: stream.littleEndian, toByteOffset: 0, as: UInt32.self)
+                nonce.storeBytes(of: index.littleEndian, toByteOffset: 4, as: UInt64.self)
+                return dpft_chacha20_keystream(words.baseAddress, words.count,
+                                               keyBytes.bindMemory(to: UInt8.self).baseAddress, 1,
+                                               nonce.bindMemory(to: UInt8.self).baseAddress)
+            }
+        }
+        if ok != 1 {
+            fatalError("dpft: OpenSSL's libcrypto gave no ChaCha20 keystream (is its default provider disabled?); the DP noise cannot be drawn")
+        }
+    }
+
+    /// `count` (at most 2¹⁷) words of the keystream under nonce (stream, index).
+    static func keystream(key: SymmetricKey, stream: UInt32, index: UInt64, count: Int) -> [UInt64] {
+        [UInt64](unsafeUninitializedCapacity: count) { words, initialized in
+            keystream(key: key, stream: stream, index: index, into: words)
+            initialized = count
+        }
     }
 
     /// A uniform double in (0, 1) from 53 random bits.
     public mutating func nextUniform() -> Double {
         if position == words.count {
-            words = Self.keystream(key: key, stream: 0, index: counter, count: Self.chunkBytes / 8)
+            words = Self.keystream(key: key, stream: 0, index: counter, count: Self.chunkWords)
             counter += 1
             position = 0
         }
@@ -118,42 +129,11 @@ public struct NoiseSource {
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             for block in stride(from: worker, to: blocks, by: workers) {
                 let range = (block * blockSize)..<min(count, (block + 1) * blockSize)
-                // ≈ 1.02 words per draw, and a pass may skip the last < 256 words of a chunk; a
-                // second chunk is made in the rare case the first runs short.
+                // ≈ 1.02 words per draw: a block reads about 16 chunks of 4096 words (32 KiB).
                 var words = KeystreamWords(key: shared.value.key, stream: stream, block: UInt64(block),
                                            chunkWords: 4096)
                 GaussianSampler.addNoise(to: shared.value.values, range: range, grid: grid, words: &words)
             }
         }
-    }
-}
-
-/// 64-bit words of ChaCha20 keystream, stored as swift-crypto's `Data` in the CPU's byte order.
-struct KeystreamChunk {
-    private var bytes: Data
-
-    /// The keystream as produced: words in little-endian byte order.
-    init(littleEndianBytes: Data) {
-        bytes = littleEndianBytes
-        #if _endian(big)
-        bytes.withUnsafeMutableBytes { raw in
-            for i in 0..<(raw.count / 8) {
-                let word = raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)
-                raw.storeBytes(of: UInt64(littleEndian: word), toByteOffset: i * 8, as: UInt64.self)
-            }
-        }
-        #endif
-    }
-
-    var count: Int { bytes.count / 8 }
-
-    subscript(i: Int) -> UInt64 {
-        bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self) }
-    }
-
-    /// Copies the words to the start of `destination`, which has room for `count`.
-    func copyWords(to destination: UnsafeMutableBufferPointer<UInt64>) {
-        precondition(destination.count >= count, "keystream destination too small")
-        bytes.withUnsafeBytes { UnsafeMutableRawBufferPointer(destination).copyMemory(from: $0) }
     }
 }
