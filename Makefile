@@ -6,7 +6,7 @@ RELEASE_BIN = .build/release/dpft
 DEMO_DIR = runs/demo
 PREFIX ?= /usr/local
 
-.PHONY: deps build release test demo base-model moe-base smoke bench fuzz mpi-netns install uninstall clean
+.PHONY: deps build release test demo base-model moe-base smoke bench study fuzz mpi-netns install uninstall clean
 
 deps:
 	@tools/install-deps.sh
@@ -61,6 +61,12 @@ smoke: release
 bench: release
 	@tools/install-deps.sh time
 	benchmarks/run.sh
+
+# The grouping study (README "Which grouping should I use?"): 7 clipping styles × 3 seeds × 3
+# base sizes at ε = 8, bases pretrained first where missing; hours on 2 cores, and a second
+# run skips what the first finished (benchmarks/grouping-study/run.sh).
+study: release
+	benchmarks/grouping-study/run.sh
 
 # Two ranks on two simulated hosts: network namespaces joined by a veth pair, the ranks talking
 # TCP across it; checks the run logs exactly what two ranks on one host log (needs root).
