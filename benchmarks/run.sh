@@ -100,7 +100,7 @@ model_section() {
 }
 
 echo "== training steps on the reference GPT (DESIGN.md §8: d=256, 4 layers, vocab 8192, B=16, T=128), SGD, noise σ = 1, same run"
-model_section --steps 5
+model_section --steps 9  # the median of 9 steps: the noise share below is a median of per-step ratios
 cp "$scratch/private-full.json" "$scratch/reference-private-full.json"
 
 echo

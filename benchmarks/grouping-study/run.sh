@@ -4,8 +4,9 @@
 # the support-ticket task. Bases missing from the tree are pretrained first, non-privately on
 # public text only (recipes/pretrain-base.json, as `make base-model` does for the shipped one).
 # Every sweep skips the runs it finished before, so after an interruption run it again.
-# Writes benchmarks/grouping-study/results.csv (every run, with its base) and summary-SIZE.txt
-# (mean ± std over seeds per style); the run directories and report pages go to runs/study/.
+# Writes benchmarks/grouping-study/results.csv (every run, with its base), table.md (mean ± std
+# over seeds per base and style) and summary-SIZE.txt (each sweep's own summary); the run
+# directories and report pages go to runs/study/.
 # Usage: benchmarks/grouping-study/run.sh [SIZE ...]   (default: small shipped large)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -47,4 +48,29 @@ done
         [ -f "$work/$size/results.csv" ] && tail -n +2 "$work/$size/results.csv" | sed "s/^/$size,/"
     done
 } >"$study/results.csv"
-echo "results: $study/results.csv, $study/summary-*.txt; pages: $work/*/report.html"
+# table.md: mean ± standard deviation (n − 1) over seeds per base and style, from results.csv.
+# Fields are counted from the end of a row: the override columns before them may hold commas.
+awk -F, 'NR > 1 {
+    style = $2; sub(/^grouping-/, "", style); sub(/_seed-[0-9]+$/, "", style)
+    sub(/_grouping_options-groups_/, ", groups ", style); sub(/_grouping_options-allocation_/, ", ", style)
+    key = $1 " | " style
+    if (!(key in n)) order[++keys] = key
+    n[key]++
+    split($(NF-8) " " 100 * $(NF-6) " " $(NF-3) / 1048576 " " $(NF-2) / 1048576 " " $(NF-4), v, " ")
+    for (m = 1; m <= 5; m++) { sum[key, m] += v[m]; squares[key, m] += v[m] * v[m] }
+}
+function cell(key, m, digits,   mean, variance) {
+    mean = sum[key, m] / n[key]
+    variance = n[key] > 1 ? (squares[key, m] - n[key] * mean * mean) / (n[key] - 1) : 0
+    return sprintf("%." digits "f ± %." digits "f", mean, variance > 0 ? sqrt(variance) : 0)
+}
+END {
+    print "| base | style | runs | eval loss | exact match % | book MiB | peak RSS MiB | s/step |"
+    print "|---|---|---|---|---|---|---|---|"
+    for (i = 1; i <= keys; i++) {
+        key = order[i]
+        printf "| %s | %d | %s | %s | %s | %s | %s |\n", key, n[key], cell(key, 1, 4), cell(key, 2, 1),
+            cell(key, 3, 1), cell(key, 4, 0), cell(key, 5, 3)
+    }
+}' "$study/results.csv" >"$study/table.md"
+echo "results: $study/results.csv, $study/table.md, $study/summary-*.txt; pages: $work/*/report.html"
