@@ -49,7 +49,7 @@ public struct NoiseSource {
     /// True when the noise is reproducible from a recorded seed.
     public var isSeeded: Bool { seed != nil }
 
-    private static let chunkWords = 1 << 17
+    private static let chunkWords = Int(DPFT_KEYSTREAM_WORDS_MAX)
 
     /// Writes the keystream under nonce (stream, index) to `words`, from block counter 1 (where
     /// ChaChaPoly's ciphertext starts, RFC 8439 §2.8): the keystream of sealing zeros, without
@@ -69,7 +69,7 @@ public struct NoiseSource {
         }
     }
 
-    /// `count` (at most 2¹⁷) words of the keystream under nonce (stream, index).
+    /// `count` (at most `DPFT_KEYSTREAM_WORDS_MAX`, 2¹⁷) words of the keystream under nonce (stream, index).
     static func keystream(key: SymmetricKey, stream: UInt32, index: UInt64, count: Int) -> [UInt64] {
         [UInt64](unsafeUninitializedCapacity: count) { words, initialized in
             keystream(key: key, stream: stream, index: index, into: words)
