@@ -16,6 +16,16 @@
         for (; i < n; i++) total += x[i];                                            \
         return total;                                                                \
     }                                                                                \
+    attributes static double sum_squares_##suffix(const float *x, long n) {          \
+        double lanes[16] = {0};                                                      \
+        long i = 0;                                                                  \
+        for (; i + 16 <= n; i += 16)                                                 \
+            for (int j = 0; j < 16; j++) lanes[j] += (double)x[i + j] * (double)x[i + j]; \
+        double total = 0;                                                            \
+        for (int j = 0; j < 16; j++) total += lanes[j];                              \
+        for (; i < n; i++) total += (double)x[i] * (double)x[i];                     \
+        return total;                                                                \
+    }                                                                                \
     attributes static float max_##suffix(const float *x, long n) {                   \
         float lanes[16];                                                             \
         int nan[16] = {0};                                                           \
@@ -99,6 +109,11 @@ int dpft_vector_math_is_vectorised(void) { return vector_path; }
 float dpft_sumf(const float *x, long n) {
     DPFT_TRY_VECTOR(return sum_avx2(x, n))
     return sum_plain(x, n);
+}
+
+double dpft_sum_squares(const float *x, long n) {
+    DPFT_TRY_VECTOR(return sum_squares_avx2(x, n))
+    return sum_squares_plain(x, n);
 }
 
 float dpft_maxf(const float *x, long n) {

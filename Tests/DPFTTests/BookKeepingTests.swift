@@ -64,20 +64,26 @@ import Testing
                 let sorted = bruteNorms.map { $0[k] }.filter { $0 > 0 }.sorted()
                 return sorted.isEmpty ? 1 : sorted[sorted.count / 2]
             }
-            for clipping in [ClippingFunction.abadi, .automatic(gamma: 0.01)] {
+            // each clipping function, with the linear layers' per-example gradients kept by cost
+            // (the run's choice), never (fastDP's norm and a clipped-sum GEMM) or always
+            let settings = [ClippingFunction.abadi, .automatic(gamma: 0.01)].flatMap { clipping in
+                [BookKeeper.ExampleGradientPolicy.byCost, .never, .always].map { (clipping, $0) }
+            }
+            for (clipping, policy) in settings {
                 let groups = members.enumerated().map { ParameterGroup(name: "g\($0.offset)", threshold: thresholds[$0.offset], parameters: $0.element) }
                 let grouping = try Grouping(strategy: strategy, groups: groups, parameters: names)
                 let engine = try PrivateGradient(model: model, grouping: grouping, clipping: clipping)
+                engine.exampleGradientPolicy = policy
                 model.zeroGradients()
                 try engine.accumulate(batch)
                 for (i, norms) in bruteNorms.enumerated() {
                     for k in norms.indices {
                         let expected = norms[k], actual = engine.perSampleNorms[i][k]
                         #expect(abs(actual - expected) <= 1e-4 * max(expected, 1e-8),
-                                "\(name)/\(strategy): norm of example \(i) group \(k): \(actual) vs \(expected)")
+                                "\(name)/\(strategy)/\(policy): norm of example \(i) group \(k): \(actual) vs \(expected)")
                         let factor = clipping.factor(norm: expected, threshold: thresholds[k])
                         #expect(abs(engine.clipFactors[i][k] - factor) <= 1e-4 * factor,
-                                "\(name)/\(strategy)/\(clipping.name): clip factor \(i),\(k)")
+                                "\(name)/\(strategy)/\(clipping.name)/\(policy): clip factor \(i),\(k)")
                     }
                 }
                 for (k, group) in members.enumerated() {
@@ -91,7 +97,7 @@ import Testing
                         let scale = expected.map(abs).max() ?? 0
                         let worst = zip(actual, expected).map { abs(Double($0) - $1) }.max() ?? 0
                         #expect(worst <= 1e-4 * max(scale, 1e-12),
-                                "\(name)/\(strategy)/\(clipping.name): clipped sum of \(tensor) off by \(worst / max(scale, 1e-12))")
+                                "\(name)/\(strategy)/\(clipping.name)/\(policy): clipped sum of \(tensor) off by \(worst / max(scale, 1e-12))")
                     }
                 }
             }

@@ -60,7 +60,7 @@ import Testing
         let rows = RowLayout(paddedLengths: Self.lengths, sequenceLength: Self.T)
         let targets = [Tensor(zeros: [Self.OUT, Self.IN]), Tensor(zeros: [Self.OUT, Self.IN])]
         let keeper = BookKeeper(clipping: .abadi, thresholds: [1e9], groupOfTensor: [0, 0],
-                                targets: targets.map(\.pointer), tiedTensor: nil)
+                                targets: targets.map(\.pointer), tensorSizes: targets.map(\.count), tiedTensor: nil)
         let scratch = Tensor(zeros: [e.count])
         keeper.beginBackward(rows: rows, ids: Self.noIds)
         for tensor in 0..<2 {
@@ -78,9 +78,9 @@ import Testing
 
     /// The same examples as padded [B, T] rows and as gathered rows (an MoE expert's layout, in
     /// another order, with no padding) give the same per-example norms and clipped sums, for the
-    /// ghost norm and for instantiation alike.
-    @Test(arguments: [1e-3, 1e9])
-    func paddedAndGatheredRowsAgree(threshold: Double) throws {
+    /// ghost norm and for instantiation alike, with the per-example gradients kept or not.
+    @Test(arguments: [1e-3, 1e9], [BookKeeper.ExampleGradientPolicy.never, .always])
+    func paddedAndGatheredRowsAgree(threshold: Double, policy: BookKeeper.ExampleGradientPolicy) throws {
         let (e, a) = Self.paddedInputs()
         let padded = RowLayout(paddedLengths: Self.lengths, sequenceLength: Self.T)
         // gathered: example 1's rows first, then example 0's
@@ -96,7 +96,8 @@ import Testing
         for (rows, e, a) in [(padded, e, a), (gathered, gatheredE, gatheredA)] {
             let target = Tensor(zeros: [Self.OUT, Self.IN])
             let keeper = BookKeeper(clipping: .abadi, thresholds: [threshold], groupOfTensor: [0],
-                                    targets: [target.pointer], tiedTensor: nil)
+                                    targets: [target.pointer], tensorSizes: [target.count], tiedTensor: nil)
+            keeper.exampleGradientPolicy = policy
             keeper.beginBackward(rows: padded, ids: Self.noIds)
             Self.contribute(keeper, tensor: 0, e: e.pointer, a: a, scale: 0.5, rows: rows)
             results.append((keeper.normSquared, target.values))
@@ -125,7 +126,7 @@ import Testing
         await #expect(processExitsWith: .failure) {
             let target = TensorStorage(count: 1), e = TensorStorage(count: 1), a = TensorStorage(count: 1)
             let keeper = BookKeeper(clipping: .abadi, thresholds: [1], groupOfTensor: [0, 0],
-                                    targets: [target.base, target.base], tiedTensor: nil)
+                                    targets: [target.base, target.base], tensorSizes: [1, 1], tiedTensor: nil)
             let rows = RowLayout(paddedLengths: [1], sequenceLength: 1)
             var id: Int32 = 0
             keeper.beginBackward(rows: rows, ids: &id)

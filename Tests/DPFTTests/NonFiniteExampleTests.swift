@@ -192,10 +192,13 @@ import Testing
         var normSquared: [Double]
     }
 
-    static func run(_ scenario: Scenario, operands: [Tensor], clipping: ClippingFunction) -> Outcome {
+    static func run(_ scenario: Scenario, operands: [Tensor], clipping: ClippingFunction,
+                    policy: BookKeeper.ExampleGradientPolicy) -> Outcome {
         let targets = scenario.targetShapes.map { Tensor(zeros: $0) }
         let keeper = BookKeeper(clipping: clipping, thresholds: [1], groupOfTensor: scenario.groupOfTensor,
-                                targets: targets.map(\.pointer), tiedTensor: scenario.tiedTensor)
+                                targets: targets.map(\.pointer), tensorSizes: targets.map(\.count),
+                                tiedTensor: scenario.tiedTensor)
+        keeper.exampleGradientPolicy = policy
         var ids = scenario.ids.isEmpty ? [Int32](repeating: 0, count: padded.rows) : scenario.ids
         ids.withUnsafeMutableBufferPointer { ids in
             keeper.beginBackward(rows: padded, ids: UnsafePointer(ids.baseAddress!))
@@ -229,10 +232,14 @@ import Testing
             }
             return copy
         }
-        for clipping in [ClippingFunction.abadi, .automatic(gamma: 0.01)] {
-            let actual = Self.run(scenario, operands: poisoned, clipping: clipping)
-            let expected = Self.run(scenario, operands: reference, clipping: clipping)
-            let label = "\(kind.rawValue), \(poison.rawValue), \(clipping.name)"
+        // each clipping function, with linear layers' per-example gradients kept by cost or always
+        let settings = [ClippingFunction.abadi, .automatic(gamma: 0.01)].flatMap { clipping in
+            [BookKeeper.ExampleGradientPolicy.byCost, .always].map { (clipping, $0) }
+        }
+        for (clipping, policy) in settings {
+            let actual = Self.run(scenario, operands: poisoned, clipping: clipping, policy: policy)
+            let expected = Self.run(scenario, operands: reference, clipping: clipping, policy: policy)
+            let label = "\(kind.rawValue), \(poison.rawValue), \(clipping.name), \(policy)"
             #expect(!actual.normSquared[Self.bad].isFinite, "\(label): example 1's norm² \(actual.normSquared[Self.bad])")
             #expect(actual.clipFactors[Self.bad] == 0, "\(label): example 1's clip factor")
             for i in 0..<Self.lengths.count where i != Self.bad {

@@ -23,10 +23,12 @@ import Testing
 
     /// Example 0's squared norm after `contribute` (one group, one example of `length` rows).
     static func squaredNorm(tensors: Int, length: Int, tiedTensor: Int? = nil, targetCount: Int = 64,
+                            policy: BookKeeper.ExampleGradientPolicy = .byCost,
                             _ contribute: (BookKeeper, RowLayout) -> Void) -> Double {
         let targets = (0..<tensors).map { _ in Tensor(zeros: [targetCount]) }
         let keeper = BookKeeper(clipping: .abadi, thresholds: [1], groupOfTensor: Array(repeating: 0, count: tensors),
-                                targets: targets.map(\.pointer), tiedTensor: tiedTensor)
+                                targets: targets.map(\.pointer), tensorSizes: targets.map(\.count), tiedTensor: tiedTensor)
+        keeper.exampleGradientPolicy = policy
         let rows = RowLayout(paddedLengths: [length], sequenceLength: length)
         keeper.beginBackward(rows: rows, ids: ids)
         keeper.module { contribute(keeper, rows) }
@@ -48,10 +50,12 @@ import Testing
         #expect(norm == 0x1p48 + 9, "ghost norm² \(norm), exact 2⁴⁸ + 9")
     }
 
-    /// Instantiation (T = 1, IN = OUT = 1): the per-example gradient is 4097·1.
-    @Test func instantiatedNormSquaresInDouble() {
+    /// Instantiation (T = 1, IN = OUT = 1): the per-example gradient is 4097·1, made for the norm
+    /// alone (by cost) or kept for the clipped sum too.
+    @Test(arguments: [BookKeeper.ExampleGradientPolicy.byCost, .always])
+    func instantiatedNormSquaresInDouble(policy: BookKeeper.ExampleGradientPolicy) {
         let e = Tensor(shape: [1], values: [Self.big]), a = Tensor(shape: [1], values: [1])
-        let norm = Self.squaredNorm(tensors: 1, length: 1) { keeper, rows in
+        let norm = Self.squaredNorm(tensors: 1, length: 1, policy: policy) { keeper, rows in
             keeper.outerProduct(tensor: 0, e: e.pointer, eStride: 1, a: a.pointer, aStride: 1, inFeatures: 1,
                                 outFeatures: 1, scale: 1, rows: rows, eIsStable: true, isTiedHead: false)
         }

@@ -19,6 +19,10 @@ void dpft_expf(const float *x, float *y, long n);
 /// CPU; not the order of a plain loop).
 float dpft_sumf(const float *x, long n);
 
+/// Σ x[i]² for i < n, each square and the sum in double, in a fixed order of sixteen interleaved
+/// partial sums (the same on every CPU): the squared norm of a per-example gradient.
+double dpft_sum_squares(const float *x, long n);
+
 /// max x[i] for i < n (−∞ when n = 0, NaN when any element is NaN).
 float dpft_maxf(const float *x, long n);
 

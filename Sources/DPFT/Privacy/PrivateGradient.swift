@@ -68,10 +68,18 @@ public final class PrivateGradient {
         if let missing = groupOfTensor.firstIndex(of: -1) { throw PrivacyError.parameterNotGrouped(names[missing]) }
         let tied = model.config.tiedEmbeddings ? index[model.config.embeddingName] : nil
         keeper = BookKeeper(clipping: clipping, thresholds: groups.map(\.threshold), groupOfTensor: groupOfTensor,
-                            targets: names.map { model.gradients[$0]!.pointer }, tiedTensor: tied)
+                            targets: names.map { model.gradients[$0]!.pointer },
+                            tensorSizes: names.map { model.gradients[$0]!.count }, tiedTensor: tied)
         self.model = model
         self.grouping = grouping
         self.clipping = clipping
+    }
+
+    /// Which linear layers keep per-example gradients (`BookKeeper.ExampleGradientPolicy`);
+    /// by cost unless a test forces one path.
+    var exampleGradientPolicy: BookKeeper.ExampleGradientPolicy {
+        get { keeper.exampleGradientPolicy }
+        set { keeper.exampleGradientPolicy = newValue }
     }
 
     /// √(Σ_k R_k²): the sensitivity of the clipped sum to one example.
