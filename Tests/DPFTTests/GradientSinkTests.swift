@@ -76,6 +76,41 @@ import Testing
         for tensor in 0..<2 { Self.expectClose(targets[tensor].values, direct, "tensor \(tensor)") }
     }
 
+    /// A linear's weight and bias whose group stays open past their module: the weight's book
+    /// copies e (N rows), the bias holds its B per-example sums only; both are freed when the group
+    /// closes, and the clipped sums (clip factor 1) equal the direct gradients although the
+    /// scratch was overwritten.
+    @Test func aBiasHoldsItsPerExampleSumsNotACopy() throws {
+        let (e, a) = Self.paddedInputs()
+        let rows = RowLayout(paddedLengths: Self.lengths, sequenceLength: Self.T)
+        let shapes = [[Self.OUT, Self.IN], [Self.OUT], [Self.OUT, Self.IN]]
+        let targets = shapes.map { Tensor(zeros: $0) }
+        let keeper = BookKeeper(clipping: .abadi, thresholds: [1e9], groupOfTensor: [0, 0, 0],
+                                targets: targets.map(\.pointer), tensorSizes: targets.map(\.count), tiedTensor: nil)
+        keeper.exampleGradientPolicy = .never
+        let scratch = Tensor(zeros: [e.count])
+        keeper.beginBackward(rows: rows, ids: Self.noIds)
+        scratch.pointer.update(from: e.pointer, count: e.count)
+        keeper.module {
+            keeper.outerProduct(tensor: 0, e: scratch.pointer, eStride: Self.OUT, a: a.pointer, aStride: Self.IN,
+                                inFeatures: Self.IN, outFeatures: Self.OUT, scale: 1, rows: rows, eIsStable: false,
+                                isTiedHead: false)
+            keeper.rowSum(tensor: 1, e: scratch.pointer, eStride: Self.OUT, width: Self.OUT, rows: rows)
+        }
+        #expect(keeper.bytesHeld == (rows.rows + rows.batchSize) * Self.OUT * 4, "a copy of e and B bias sums")
+        scratch.pointer.update(repeating: .nan, count: scratch.count)
+        Self.contribute(keeper, tensor: 2, e: e.pointer, a: a, scale: 1, rows: rows)
+        #expect(keeper.isComplete)
+        #expect(keeper.bytesHeld == 0, "the books are freed when the group closes")
+        let direct = shapes.map { Tensor(zeros: $0) }
+        let sink = DirectGradients(targets: direct.map(\.pointer))
+        sink.beginBackward(rows: rows, ids: Self.noIds)
+        Self.contribute(sink, tensor: 0, e: e.pointer, a: a, scale: 1, rows: rows)
+        sink.module { sink.rowSum(tensor: 1, e: e.pointer, eStride: Self.OUT, width: Self.OUT, rows: rows) }
+        Self.contribute(sink, tensor: 2, e: e.pointer, a: a, scale: 1, rows: rows)
+        for tensor in 0..<3 { Self.expectClose(targets[tensor].values, direct[tensor].values, "tensor \(tensor)") }
+    }
+
     /// The same examples as padded [B, T] rows and as gathered rows (an MoE expert's layout, in
     /// another order, with no padding) give the same per-example norms and clipped sums, for the
     /// ghost norm and for instantiation alike, with the per-example gradients kept or not.

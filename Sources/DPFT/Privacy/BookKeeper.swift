@@ -56,10 +56,8 @@ final class BookKeeper: GradientSink {
         /// A or B, a head, an MoE expert's tensors).
         case outerProduct(e: UnsafePointer<Float>, eStride: Int, a: UnsafePointer<Float>, aStride: Int,
                           inFeatures: Int, outFeatures: Int, scale: Float, rows: RowLayout)
-        /// target += Σ_i C_i Σ_{n in segment i} e_n (a bias, a LayerNorm bias).
-        case rowSum(e: UnsafePointer<Float>, eStride: Int, width: Int, rows: RowLayout)
-        /// target += scale · Σ_i C_i g_i with per-example gradients g [B, width] (norm weights,
-        /// and linear layers whose instantiated gradients are kept).
+        /// target += scale · Σ_i C_i g_i with per-example gradients g [B, width] (biases, norm
+        /// weights, and linear layers whose instantiated gradients are kept).
         case perExample(gradients: UnsafePointer<Float>, width: Int, scale: Float)
         /// target[ids[n]] += C_i e_n (token embedding) or target[t] += C_i e_n (positions).
         case scatter(e: UnsafePointer<Float>, width: Int, positional: Bool)
@@ -68,7 +66,8 @@ final class BookKeeper: GradientSink {
     private struct PendingBook {
         var tensor: Int
         var book: Book
-        var owned: TensorStorage?  // a copy of e when the source was scratch
+        /// Per-example gradients or sums, or a copy of e when the source was scratch.
+        var owned: TensorStorage?
         /// Source to copy when the module scope closes (rows, width, source, stride) while the
         /// book still points into scratch that later backward steps will overwrite.
         var unsecured: (rows: Int, width: Int, source: UnsafePointer<Float>, stride: Int)?
@@ -107,8 +106,9 @@ final class BookKeeper: GradientSink {
     private(set) var peakBytesHeld = 0
 
     private var scratch = TensorStorage(count: 0)
-    /// Per-example gradient buffers of closed groups, by size, for reuse (`spareStorage`).
+    /// Book buffers of closed groups, by size, for reuse (`spareStorage`), and their bytes.
     private var spareStorages: [Int: [TensorStorage]] = [:]
+    private var spareBytes = 0
     /// A GEMM operand with its removed rows zeroed, made only when such a row is non-finite.
     private var maskedRows = TensorStorage(count: 0)
     /// Per-example Gram matrices a_i a_iᵀ (L_i × L_i, packed in example order) of the last input
@@ -315,12 +315,14 @@ final class BookKeeper: GradientSink {
         }
     }
 
-    /// A zero-filled-or-reused buffer of `count` floats for a per-example book: the shapes repeat
-    /// every micro-batch, so buffers freed at a group's close are reused instead of reallocated
-    /// (and re-faulted) each time. Its contents are overwritten by the caller.
+    /// A buffer of `count` floats for a book, reused from a closed group's when one of that size is
+    /// spare: the shapes repeat every micro-batch, and buffers freed and reallocated each step
+    /// cost page faults and were left resident by malloc (GPT-2 small, all-layer: 123 MB of peak
+    /// RSS). The caller overwrites its contents.
     private func spareStorage(count: Int) -> TensorStorage {
-        if let storage = spareStorages[count]?.popLast() { return storage }
-        return TensorStorage(count: count)
+        guard let storage = spareStorages[count]?.popLast() else { return TensorStorage(count: count) }
+        spareBytes -= count * MemoryLayout<Float>.size
+        return storage
     }
 
     /// ‖e_iᵀ a_i‖² for every segment of `rows` (0 for one without rows). The examples are spread
@@ -394,20 +396,22 @@ final class BookKeeper: GradientSink {
         return diagonal + 2 * above
     }
 
-    /// Per example the norm of Σ_{n in segment} e_n.
+    /// Per example the sum v_i = Σ_{n in segment} e_n, its norm, and v_i [B, width] held as the
+    /// book: B rows instead of a copy of e's N.
     func rowSum(tensor: Int, e: UnsafePointer<Float>, eStride: Int, width: Int, rows: RowLayout) {
         scopes.checkOpen(tensor)
         let group = groupOfTensor[tensor]
-        let vector = scratchBuffer(width)
+        let storage = spareStorage(count: batchSize * width)
+        storage.base.update(repeating: 0, count: batchSize * width)
         for segment in rows.segments where segment.count > 0 {
-            vector.update(repeating: 0, count: width)
+            let vector = storage.base + segment.example * width
             addRows(into: vector, e: e, eStride: eStride, width: width, rows: segment.rows)
             var sum = 0.0
             for c in 0..<width { sum += squared(vector[c]) }
             normSquared[segment.example * groupCount + group] += sum
         }
-        record(tensor: tensor, group: group, stable: false, rows: rows.rows, width: width,
-               source: e, sourceStride: eStride) { e, stride in .rowSum(e: e, eStride: stride, width: width, rows: rows) }
+        hold(PendingBook(tensor: tensor, book: .perExample(gradients: storage.base, width: width, scale: 1), owned: storage),
+             group: group)
     }
 
     /// Always instantiated: width floats per example, held as the book.
@@ -516,7 +520,7 @@ final class BookKeeper: GradientSink {
         for (key, make) in remake {
             var book = pending[key.group][key.index]
             guard let source = book.unsecured else { continue }
-            let storage = TensorStorage(count: source.rows * source.width)
+            let storage = spareStorage(count: source.rows * source.width)
             for n in 0..<source.rows {
                 (storage.base + n * source.width).update(from: source.source + n * source.stride, count: source.width)
             }
@@ -528,6 +532,17 @@ final class BookKeeper: GradientSink {
         }
         peakBytesHeld = max(peakBytesHeld, bytesHeld)
         remake.removeAll(keepingCapacity: true)
+    }
+
+    /// Uncounts a closed book's buffer and keeps it for reuse while the spare buffers stay within
+    /// the most bytes of books held at once (sizes that do not repeat, such as an MoE expert's
+    /// rows, fill that allowance and are then let go).
+    private func release(_ owned: TensorStorage) {
+        let bytes = owned.count * MemoryLayout<Float>.size
+        bytesHeld -= bytes
+        guard spareBytes + bytes <= peakBytesHeld else { return }
+        spareStorages[owned.count, default: []].append(owned)
+        spareBytes += bytes
     }
 
     private func hold(_ book: PendingBook, group: Int) {
@@ -551,10 +566,7 @@ final class BookKeeper: GradientSink {
         let factors = (0..<batchSize).map { Float(clipFactors[$0 * K + group]) }
         for pendingBook in pending[group] {
             apply(pendingBook.book, factors: factors, target: targets[pendingBook.tensor])
-            if let owned = pendingBook.owned {
-                bytesHeld -= owned.count * MemoryLayout<Float>.size
-                if case .perExample = pendingBook.book { spareStorages[owned.count, default: []].append(owned) }
-            }
+            if let owned = pendingBook.owned { release(owned) }
         }
         for index in pending[group].indices { remake[PendingKey(group: group, index: index)] = nil }
         pending[group].removeAll()
@@ -569,10 +581,6 @@ final class BookKeeper: GradientSink {
             let rowFactors = rows.rowFactors(factors)
             clippedOuterProduct(target: target, e: e, eStride: eStride, a: a, aStride: aStride, inFeatures: inFeatures,
                                 outFeatures: outFeatures, scale: scale, rowFactors: rowFactors)
-        case .rowSum(let e, let eStride, let width, let rows):
-            for segment in rows.segments where factors[segment.example] != 0 {
-                addRows(into: target, e: e, eStride: eStride, width: width, rows: segment.rows, factor: factors[segment.example])
-            }
         case .perExample(let gradients, let width, let scale):
             addExampleGradients(into: target, gradients: gradients, width: width, factors: factors.map { $0 * scale })
         case .scatter(let e, let width, let positional):
