@@ -111,6 +111,30 @@ import Testing
         for tensor in 0..<3 { Self.expectClose(targets[tensor].values, direct[tensor].values, "tensor \(tensor)") }
     }
 
+    /// Book buffers are reused across backward passes, and the spare ones never make books and
+    /// spares together exceed the most bytes of books ever held, also when the row counts change
+    /// from pass to pass (an MoE expert's gathered rows); the clipped sums stay right.
+    @Test func spareBookBuffersStayWithinTheMostHeld() throws {
+        let (e, a) = Self.paddedInputs()
+        let target = Tensor(zeros: [Self.OUT, Self.IN]), other = Tensor(zeros: [Self.OUT, Self.IN])
+        let keeper = BookKeeper(clipping: .abadi, thresholds: [1e9], groupOfTensor: [0, 0],
+                                targets: [target.pointer, other.pointer], tensorSizes: [target.count, other.count],
+                                tiedTensor: nil)
+        for rowCounts in [[3, 2], [1, 2], [3, 2], [2, 0], [3, 1]] {
+            let rows = RowLayout(gathered: [RowSegment(start: 0, count: rowCounts[0], example: 0),
+                                            RowSegment(start: rowCounts[0], count: rowCounts[1], example: 1)],
+                                 rows: rowCounts.reduce(0, +))
+            target.pointer.update(repeating: 0, count: target.count)
+            keeper.beginBackward(rows: RowLayout(paddedLengths: Self.lengths, sequenceLength: Self.T), ids: Self.noIds)
+            Self.contribute(keeper, tensor: 0, e: e.pointer, a: a, scale: 1, rows: rows)  // copied at scope end
+            #expect(keeper.bytesHeld + keeper.spareBytes <= keeper.mostBytesHeld, "rows \(rowCounts)")
+            Self.contribute(keeper, tensor: 1, e: e.pointer, a: a, scale: 1, rows: rows)
+            #expect(keeper.bytesHeld == 0 && keeper.spareBytes <= keeper.mostBytesHeld, "rows \(rowCounts)")
+            Self.expectClose(target.values, Self.sum(e, a, rows: rows.rows), "rows \(rowCounts)")
+        }
+        #expect(keeper.spareBytes > 0, "closed books' buffers are kept for reuse")
+    }
+
     /// The same examples as padded [B, T] rows and as gathered rows (an MoE expert's layout, in
     /// another order, with no padding) give the same per-example norms and clipped sums, for the
     /// ghost norm and for instantiation alike, with the per-example gradients kept or not.

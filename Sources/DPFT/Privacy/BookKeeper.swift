@@ -102,13 +102,17 @@ final class BookKeeper: GradientSink {
                                   rows: RowLayout)] = [:]
 
     /// Bytes of book copies currently held, and the largest value seen since `resetPeak()`.
-    private(set) var bytesHeld = 0
+    private(set) var bytesHeld = 0 {
+        didSet { mostBytesHeld = max(mostBytesHeld, bytesHeld) }
+    }
     private(set) var peakBytesHeld = 0
+    /// The most bytes of books ever held (not reset): what the spare buffers may add up to.
+    private(set) var mostBytesHeld = 0
 
     private var scratch = TensorStorage(count: 0)
-    /// Book buffers of closed groups, by size, for reuse (`spareStorage`), and their bytes.
-    private var spareStorages: [Int: [TensorStorage]] = [:]
-    private var spareBytes = 0
+    /// Book buffers of closed groups, for reuse (`spareStorage`), and their bytes.
+    private var spares: [TensorStorage] = []
+    private(set) var spareBytes = 0
     /// A GEMM operand with its removed rows zeroed, made only when such a row is non-finite.
     private var maskedRows = TensorStorage(count: 0)
     /// Per-example Gram matrices a_i a_iᵀ (L_i × L_i, packed in example order) of the last input
@@ -315,14 +319,25 @@ final class BookKeeper: GradientSink {
         }
     }
 
-    /// A buffer of `count` floats for a book, reused from a closed group's when one of that size is
-    /// spare: the shapes repeat every micro-batch, and buffers freed and reallocated each step
-    /// cost page faults and were left resident by malloc (GPT-2 small, all-layer: 123 MB of peak
-    /// RSS). The caller overwrites its contents.
+    /// A buffer of at least `count` floats for a book: the smallest spare one that is large
+    /// enough, else a new one. Buffers freed and reallocated every step cost page faults and were
+    /// left resident by malloc (GPT-2 small, all-layer: 123 MB of peak RSS). Spares and books
+    /// together stay within the most bytes of books ever held: on a miss the largest spares go
+    /// first. The caller overwrites the contents it uses.
     private func spareStorage(count: Int) -> TensorStorage {
-        guard let storage = spareStorages[count]?.popLast() else { return TensorStorage(count: count) }
-        spareBytes -= count * MemoryLayout<Float>.size
-        return storage
+        let fitting = spares.indices.filter { spares[$0].count >= count }
+        if let index = fitting.min(by: { spares[$0].count < spares[$1].count }) {
+            let storage = spares.remove(at: index)
+            spareBytes -= storage.count * MemoryLayout<Float>.size
+            return storage
+        }
+        let bytes = count * MemoryLayout<Float>.size
+        spares.sort { $0.count < $1.count }
+        while let largest = spares.last, bytesHeld + bytes + spareBytes > max(mostBytesHeld, bytesHeld + bytes) {
+            spareBytes -= largest.count * MemoryLayout<Float>.size
+            spares.removeLast()
+        }
+        return TensorStorage(count: count)
     }
 
     /// ‖e_iᵀ a_i‖² for every segment of `rows` (0 for one without rows). The examples are spread
@@ -534,15 +549,11 @@ final class BookKeeper: GradientSink {
         remake.removeAll(keepingCapacity: true)
     }
 
-    /// Uncounts a closed book's buffer and keeps it for reuse while the spare buffers stay within
-    /// the most bytes of books held at once (sizes that do not repeat, such as an MoE expert's
-    /// rows, fill that allowance and are then let go).
+    /// Uncounts a closed book's buffer and keeps it for reuse (`spareStorage`).
     private func release(_ owned: TensorStorage) {
-        let bytes = owned.count * MemoryLayout<Float>.size
-        bytesHeld -= bytes
-        guard spareBytes + bytes <= peakBytesHeld else { return }
-        spareStorages[owned.count, default: []].append(owned)
-        spareBytes += bytes
+        bytesHeld -= owned.count * MemoryLayout<Float>.size
+        spares.append(owned)
+        spareBytes += owned.count * MemoryLayout<Float>.size
     }
 
     private func hold(_ book: PendingBook, group: Int) {
