@@ -20,7 +20,9 @@ void dpft_expf(const float *x, float *y, long n);
 float dpft_sumf(const float *x, long n);
 
 /// Σ x[i]² for i < n, each square and the sum in double, in a fixed order of sixteen interleaved
-/// partial sums (the same on every CPU): the squared norm of a per-example gradient.
+/// partial sums (the same on every CPU): book-keeping's per-example squared norms. They are
+/// reductions of many terms of mixed size: a float square loses the low bits of x·x, a float
+/// sum loses small terms next to a large one (the square of a float is exact in double).
 double dpft_sum_squares(const float *x, long n);
 
 /// max x[i] for i < n (−∞ when n = 0, NaN when any element is NaN).

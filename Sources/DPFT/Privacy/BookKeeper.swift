@@ -110,9 +110,10 @@ final class BookKeeper: GradientSink {
     private(set) var mostBytesHeld = 0
 
     private var scratch = TensorStorage(count: 0)
-    /// Book buffers of closed groups, for reuse (`spareStorage`), and their bytes.
+    /// Book buffers of closed groups, for reuse (`spareStorage`).
     private var spares: [TensorStorage] = []
-    private(set) var spareBytes = 0
+    /// Bytes of the spare buffers.
+    var spareBytes: Int { spares.reduce(0) { $0 + $1.count } * MemoryLayout<Float>.size }
     /// A GEMM operand with its removed rows zeroed, made only when such a row is non-finite.
     private var maskedRows = TensorStorage(count: 0)
     /// Per-example Gram matrices a_i a_iᵀ (L_i × L_i, packed in example order) of the last input
@@ -313,8 +314,8 @@ final class BookKeeper: GradientSink {
         Parallel.forEachChunk(width, minimumPerChunk: 1 << 14) { columns in
             let (target, gradients) = shared.value
             for (i, factor) in factors.enumerated() where factor != 0 {
-                let row = gradients + i * width
-                for o in columns { target[o] += factor * row[o] }
+                addRows(into: target + columns.lowerBound, e: gradients + columns.lowerBound, eStride: width,
+                        width: columns.count, rows: i..<(i + 1), factor: factor)
             }
         }
     }
@@ -327,14 +328,11 @@ final class BookKeeper: GradientSink {
     private func spareStorage(count: Int) -> TensorStorage {
         let fitting = spares.indices.filter { spares[$0].count >= count }
         if let index = fitting.min(by: { spares[$0].count < spares[$1].count }) {
-            let storage = spares.remove(at: index)
-            spareBytes -= storage.count * MemoryLayout<Float>.size
-            return storage
+            return spares.remove(at: index)
         }
         let bytes = count * MemoryLayout<Float>.size
         spares.sort { $0.count < $1.count }
-        while let largest = spares.last, bytesHeld + bytes + spareBytes > max(mostBytesHeld, bytesHeld + bytes) {
-            spareBytes -= largest.count * MemoryLayout<Float>.size
+        while !spares.isEmpty, bytesHeld + bytes + spareBytes > max(mostBytesHeld, bytesHeld + bytes) {
             spares.removeLast()
         }
         return TensorStorage(count: count)
@@ -393,9 +391,7 @@ final class BookKeeper: GradientSink {
         }
         sgemm(transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: L,
               a: e, lda: eStride, b: a, ldb: aStride, c: scratch, ldc: inFeatures)
-        var sum = 0.0
-        for j in 0..<(inFeatures * outFeatures) { sum += squared(scratch[j]) }
-        return sum
+        return dpft_sum_squares(scratch, inFeatures * outFeatures)
     }
 
     /// ⟨X, Y⟩ = Σ_jl X_jl Y_jl of two symmetric L×L matrices from their upper triangles (the
@@ -421,9 +417,7 @@ final class BookKeeper: GradientSink {
         for segment in rows.segments where segment.count > 0 {
             let vector = storage.base + segment.example * width
             addRows(into: vector, e: e, eStride: eStride, width: width, rows: segment.rows)
-            var sum = 0.0
-            for c in 0..<width { sum += squared(vector[c]) }
-            normSquared[segment.example * groupCount + group] += sum
+            normSquared[segment.example * groupCount + group] += dpft_sum_squares(vector, width)
         }
         hold(PendingBook(tensor: tensor, book: .perExample(gradients: storage.base, width: width, scale: 1), owned: storage),
              group: group)
@@ -439,9 +433,7 @@ final class BookKeeper: GradientSink {
         for segment in rows.segments {
             let g = storage.base + segment.example * C
             addNormWeightGradient(into: g, dout: dout, inp: inp, mean: mean, rstd: rstd, rows: segment.rows, channels: C)
-            var sum = 0.0
-            for c in 0..<C { sum += squared(g[c]) }
-            normSquared[segment.example * groupCount + group] += sum
+            normSquared[segment.example * groupCount + group] += dpft_sum_squares(g, C)
         }
         hold(PendingBook(tensor: tensor, book: .perExample(gradients: storage.base, width: C, scale: 1), owned: storage),
              group: group)
@@ -498,13 +490,8 @@ final class BookKeeper: GradientSink {
     func positionEmbedding(tensor: Int, e: UnsafePointer<Float>, width C: Int) {
         scopes.checkOpen(tensor)
         let group = groupOfTensor[tensor]
-        for segment in rows.segments {
-            var sum = 0.0
-            for n in segment.rows {
-                let row = e + n * C
-                for c in 0..<C { sum += squared(row[c]) }
-            }
-            normSquared[segment.example * groupCount + group] += sum
+        for segment in rows.segments {  // an example's rows are contiguous, C apart
+            normSquared[segment.example * groupCount + group] += dpft_sum_squares(e + segment.start * C, segment.count * C)
         }
         record(tensor: tensor, group: group, stable: false, rows: rows.rows, width: C,
                source: e, sourceStride: C) { e, _ in .scatter(e: e, width: C, positional: true) }
@@ -553,7 +540,6 @@ final class BookKeeper: GradientSink {
     private func release(_ owned: TensorStorage) {
         bytesHeld -= owned.count * MemoryLayout<Float>.size
         spares.append(owned)
-        spareBytes += owned.count * MemoryLayout<Float>.size
     }
 
     private func hold(_ book: PendingBook, group: Int) {
@@ -661,9 +647,3 @@ final class BookKeeper: GradientSink {
         return (UnsafePointer(copy), width)
     }
 }
-
-/// x² in Double: per-example squared norms are reductions of many terms of mixed size, so both
-/// the square and its sum are formed in Double (a Float square loses the low bits of x·x, a
-/// Float sum loses small terms next to a large one). Gram matrices and gradients stay Float.
-@inline(__always)
-private func squared(_ x: Float) -> Double { Double(x) * Double(x) }
