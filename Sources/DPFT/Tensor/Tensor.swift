@@ -1,5 +1,7 @@
 // Float32 tensors: one owned buffer, a shape, and views by offset (llm.c style).
 
+import Foundation
+
 /// The owned float32 buffer behind one or more `Tensor` views.
 public final class TensorStorage: @unchecked Sendable {
     /// The first element of the buffer (64-byte aligned, zero-initialised).
@@ -7,16 +9,45 @@ public final class TensorStorage: @unchecked Sendable {
     /// Number of float32 elements in the buffer.
     public let count: Int
 
+    /// Buffers of at least this many bytes are mapped from the kernel (`mappedBytes`).
+    static let mappingThreshold = 1 << 20
+
     /// Allocates `count` zeroed floats.
     public init(count: Int) {
         precondition(count >= 0, "negative tensor size")
         self.count = count
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
-        raw.initializeMemory(as: Float.self, repeating: 0, count: max(count, 1))
-        base = raw.assumingMemoryBound(to: Float.self)
+        let bytes = max(count, 1) * MemoryLayout<Float>.size
+        if bytes >= Self.mappingThreshold {
+            base = Self.mapZeroedPages(bytes).assumingMemoryBound(to: Float.self)
+        } else {
+            let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+            raw.initializeMemory(as: Float.self, repeating: 0, count: max(count, 1))
+            base = raw.assumingMemoryBound(to: Float.self)
+        }
     }
 
-    deinit { UnsafeMutableRawPointer(base).deallocate() }
+    /// A large buffer comes straight from the kernel, not from malloc, for two reasons that
+    /// decide a model's peak memory: its zero pages take no memory until they are written (a
+    /// model's store is filled tensor by tensor while the checkpoint's tensors are freed, and
+    /// buffers sized for the largest batch cost only what a batch touches), and freeing it
+    /// returns the memory at once (malloc keeps freed chunks below its mmap threshold, which
+    /// grows to 32 MiB as large chunks are freed, resident in its heap).
+    private static func mapZeroedPages(_ bytes: Int) -> UnsafeMutableRawPointer {
+        let pointer = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let pointer, pointer != MAP_FAILED else {
+            fatalError("dpft: could not map \(bytes) bytes of memory for a tensor (errno \(errno)): the machine is out of memory")
+        }
+        return pointer
+    }
+
+    deinit {
+        let bytes = max(count, 1) * MemoryLayout<Float>.size
+        if bytes >= Self.mappingThreshold {
+            munmap(UnsafeMutableRawPointer(base), bytes)
+        } else {
+            UnsafeMutableRawPointer(base).deallocate()
+        }
+    }
 }
 
 /// A row-major float32 tensor: a shape and a window (`offset`, `count`) into a storage.
