@@ -121,6 +121,9 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Clip function for --private: abadi or automatic.")
         var clipping: ClippingChoice = .abadi
 
+        @Flag(help: "Recompute each block's activations in the backward pass (training.recompute_activations): less memory, one more forward pass.")
+        var recomputeActivations = false
+
         @Option(help: ArgumentHelp("Processes sharing each step (data-parallel over Open MPI): runs itself under `mpirun -np N`.",
                                    discussion: "Each process then uses --threads threads (default: the cores divided by N)."))
         var ranks: Int = 1
@@ -149,7 +152,7 @@ struct BenchCommand: ParsableCommand {
                                                sequenceLength: sequenceLength, steps: steps, lora: lora,
                                                grouping: `private`, groupingOptions: try GroupingOptions(json: groupingOptions),
                                                registry: try plugins.registry(), clipping: clipping == .abadi ? .abadi : .automatic(gamma: 0.01),
-                                               communicator: world)
+                                               communicator: world, recomputesActivations: recomputeActivations)
             if world.isRoot { try report(result, modelConfig: modelConfig) }
         }
 
@@ -160,6 +163,7 @@ struct BenchCommand: ParsableCommand {
                                              "model_parameters": modelConfig.parameterCount ?? 0,
                                              "batch_size": batchSize, "sequence_length": sequenceLength, "lora_rank": loraRank as Any,
                                              "private": `private` as Any, "peak_book_bytes": result.peakBookBytes,
+                                             "recompute_activations": recomputeActivations,
                                              "ranks": result.ranks, "threads": Parallel.threadCount,
                                              "gradient_bytes_per_step": result.gradientBytesPerStep,
                                              "gradient_seconds_per_step": result.gradientSecondsPerStep,
@@ -173,7 +177,8 @@ struct BenchCommand: ParsableCommand {
                 ? String(format: ", %d ranks × %d threads, %.1f MiB reduced+broadcast in %.3f s", result.ranks, Parallel.threadCount,
                          Double(result.gradientBytesPerStep) / 1_048_576, result.gradientSecondsPerStep) : ""
             print("dpft \(kind) step (\(modelConfig.modelType.rawValue), B=\(batchSize), T=\(sequenceLength)"
-                  + (loraRank.map { ", LoRA r=\($0)" } ?? ", full") + ", \(result.trainableParameters) trainable): "
+                  + (loraRank.map { ", LoRA r=\($0)" } ?? ", full") + (recomputeActivations ? ", recomputed activations" : "")
+                  + ", \(result.trainableParameters) trainable): "
                   + String(format: "%.3f s/step (median of %d), %.0f tokens/s", result.medianSeconds, steps, result.tokensPerSecond)
                   + (`private` != nil ? String(format: ", peak books %.1f MiB", Double(result.peakBookBytes) / 1_048_576) : "")
                   + (result.medianNoiseShare.map { String(format: ", noise %.1f%% of the step", 100 * $0) } ?? "")

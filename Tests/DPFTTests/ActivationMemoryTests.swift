@@ -23,6 +23,27 @@ import Testing
         }
     }
 
+    /// Recomputing: one layer's buffers plus each layer's input rows (N·C), so the same
+    /// micro-batch fits in less memory, and the refusal no longer suggests recomputing.
+    @Test func theRecomputingBoundCountsOneLayerAndEveryInput() throws {
+        let config = try Self.tinyConfig()
+        let logits: Double = 30 * 256
+        let perLayer: Double = 3 * 4 * 100 + 30 * (4 * 64 + 3 * 256)
+        let expected = 4 * (logits + perLayer + 2 * 30 * 64)
+        #expect(config.activationBytesLowerBound(batchSize: 3, sequenceLength: 10, recomputesActivations: true) == expected)
+        try config.checkActivationsFitInMemory(batchSize: 3, sequenceLength: 10, recomputesActivations: true,
+                                               availableBytes: UInt64(expected))
+        let kept = #expect(throws: ActivationMemoryError.self) {
+            try config.checkActivationsFitInMemory(batchSize: 3, sequenceLength: 10, availableBytes: UInt64(expected))
+        }
+        #expect(kept?.description.contains("training.recompute_activations") == true)
+        let recomputing = #expect(throws: ActivationMemoryError.self) {
+            try config.checkActivationsFitInMemory(batchSize: 3, sequenceLength: 10, recomputesActivations: true,
+                                                   availableBytes: UInt64(expected) - 1)
+        }
+        #expect(recomputing?.description.contains("recompute") == false)
+    }
+
     /// 2²⁴ sequences of 128 tokens need terabytes of logits: the transformer refuses at once,
     /// naming the sizes and what to lower, instead of aborting in the allocator.
     @Test func aTransformerTooLargeForTheMachineIsRefused() throws {

@@ -33,7 +33,8 @@ import Testing
             "steps": 300, "batch_size": 128, "physical_batch_size": 8,
             "optimizer": {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9, "weight_decay": 0.0005},
             "schedule": {"name": "cosine", "warmup_steps": 10, "min_learning_rate": 0.001},
-            "seed": 42, "eval_every": 50, "eval_examples": 64, "generate_examples": 32, "max_new_tokens": 24
+            "seed": 42, "eval_every": 50, "eval_examples": 64, "generate_examples": 32, "max_new_tokens": 24,
+            "recompute_activations": true
           },
           "output": {"directory": "runs/custom", "checkpoint_every": 100, "export": {"format": "hdf5", "merge_lora": false}},
           "plugins": ["plugins/libmine.so"]
@@ -138,7 +139,8 @@ import Testing
             length: .steps(300), batchSize: 128, physicalBatchSize: 8,
             optimizer: .init(name: .sgd, learningRate: 0.1, momentum: 0.9, weightDecay: 0.0005),
             schedule: .init(name: .cosine, warmupSteps: 10, minLearningRate: 0.001),
-            seed: 42, evalEvery: 50, evalExamples: 64, generateExamples: 32, maxNewTokens: 24))
+            seed: 42, evalEvery: 50, evalExamples: 64, generateExamples: 32, maxNewTokens: 24,
+            recomputeActivations: true))
         #expect(recipe.output == .init(directory: "runs/custom", checkpointEvery: 100,
                                        export: .init(format: .hdf5, mergeLoRA: false)))
         #expect(recipe.plugins == ["plugins/libmine.so"])
@@ -168,7 +170,7 @@ import Testing
                                             epsilon: 1e-8, weightDecay: 0.01))
         #expect(training.schedule == .init(name: .constant, warmupSteps: 0, minLearningRate: 0))
         #expect(training.seed == 0 && training.evalEvery == 0 && training.evalExamples == 200)
-        #expect(training.generateExamples == 100 && training.maxNewTokens == 16)
+        #expect(training.generateExamples == 100 && training.maxNewTokens == 16 && !training.recomputeActivations)
         #expect(recipe.output == .init(directory: "runs/recipe", checkpointEvery: 0, export: nil))
         #expect(recipe.plugins == [])
     }

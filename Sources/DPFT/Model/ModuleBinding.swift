@@ -83,20 +83,27 @@ struct ModuleBinder {
 }
 
 extension ModuleBinder {
-    /// A block's modules and its activation buffers, sized for `maxBatchSize × maxSequenceLength`.
-    func block(_ declaration: BlockDeclaration, config: ModelConfig, maxBatchSize: Int, maxSequenceLength: Int) -> Block {
+    /// A block's modules and its input buffer; `saved` holds its other activations (its own
+    /// set, or the set every block shares when the model recomputes them).
+    func block(_ declaration: BlockDeclaration, config: ModelConfig, saved: BlockActivations) -> Block {
+        Block(norm1: norm(declaration.attentionNorm), qkv: queryKeyValue(declaration),
+              attentionOutput: linear(declaration.attentionOutput), norm2: norm(declaration.feedForwardNorm),
+              feedForward: feedForward(declaration.feedForward, expertsPerToken: config.expertsPerToken),
+              input: buffer(rows * config.hiddenSize), saved: saved)
+    }
+
+    /// One set of a block's saved activations, sized for `maxBatchSize × maxSequenceLength`
+    /// (`rows`); the dense MLP buffers only when `dense` (a mixture of experts has its own).
+    func blockActivations(config: ModelConfig, maxBatchSize: Int, maxSequenceLength: Int, dense: Bool,
+                          gated: Bool) -> BlockActivations {
         let N = rows, C = config.hiddenSize, I = config.intermediateSize, H = config.headCount
         let W = (H + 2 * config.keyValueHeadCount) * config.headDimension, HD = H * config.headDimension
-        let dense = declaration.feedForward.hasExperts ? 0 : N * I
-        return Block(
-            norm1: norm(declaration.attentionNorm), qkv: queryKeyValue(declaration),
-            attentionOutput: linear(declaration.attentionOutput), norm2: norm(declaration.feedForwardNorm),
-            feedForward: feedForward(declaration.feedForward, expertsPerToken: config.expertsPerToken),
-            input: buffer(N * C), norm1Out: buffer(N * C), norm1Mean: buffer(N), norm1Rstd: buffer(N),
+        return BlockActivations(
+            norm1Out: buffer(N * C), norm1Mean: buffer(N), norm1Rstd: buffer(N),
             qkvOut: buffer(N * W), probs: buffer(maxBatchSize * H * maxSequenceLength * maxSequenceLength),
             attention: buffer(N * HD), middle: buffer(N * C), norm2Out: buffer(N * C),
-            norm2Mean: buffer(N), norm2Rstd: buffer(N), mlpHidden: buffer(dense), mlpHidden2: buffer(dense),
-            mlpActivation: buffer(declaration.feedForward.isGated ? N * I : 0))
+            norm2Mean: buffer(N), norm2Rstd: buffer(N), mlpHidden: buffer(dense ? N * I : 0),
+            mlpHidden2: buffer(dense ? N * I : 0), mlpActivation: buffer(gated ? N * I : 0))
     }
 }
 

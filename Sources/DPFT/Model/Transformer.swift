@@ -142,7 +142,7 @@ enum FeedForward {
     case experts(MixtureOfExperts)
 }
 
-/// One transformer block: its parameters and the activations saved for backward.
+/// One transformer block: its parameters, its input and the activations saved for backward.
 struct Block {
     var norm1: NormParameters
     var qkv: [LinearModule]              // gpt2: [c_attn]; llama/mixtral: [q, k, v]
@@ -150,8 +150,14 @@ struct Block {
     var norm2: NormParameters
     var feedForward: FeedForward
 
-    // activations, sized for the largest batch
-    var input: UnsafeMutablePointer<Float>        // [N, C] residual stream into the block
+    /// [N, C] the residual stream into the block, always the block's own.
+    var input: UnsafeMutablePointer<Float>
+    /// The block's own, or one set shared by every block when the model recomputes them.
+    var saved: BlockActivations
+}
+
+/// What a block's forward saves for its backward, sized for the largest batch.
+struct BlockActivations {
     var norm1Out: UnsafeMutablePointer<Float>     // [N, C]
     var norm1Mean: UnsafeMutablePointer<Float>    // [N]
     var norm1Rstd: UnsafeMutablePointer<Float>    // [N]
@@ -187,9 +193,17 @@ public final class Transformer {
     public var trainableNames: [String] { gradients.names }
     public let maxBatchSize: Int
     public let maxSequenceLength: Int
+    /// Whether the blocks share one set of saved activations, each block's recomputed from its
+    /// input during the backward pass (activation checkpointing per block): the activations
+    /// take one block's buffers plus an [N, C] input per block instead of every block's, for
+    /// one more forward pass of every block but the last. Gradients are unchanged — the
+    /// recomputation repeats the forward's arithmetic exactly.
+    public let recomputesActivations: Bool
 
     var blocks: [Block] = []
     private let storages: [TensorStorage]  // keeps the activation buffers alive
+    /// Bytes of the activation and scratch buffers allocated with the model.
+    var activationBytes: Int { storages.reduce(0) { $0 + $1.count } * MemoryLayout<Float>.size }
     let tokenEmbedding: UnsafeMutablePointer<Float>
     let positionEmbedding: UnsafeMutablePointer<Float>?
     let finalNorm: NormParameters
@@ -239,28 +253,32 @@ public final class Transformer {
     /// Sizes refused before anything is allocated: sequences longer than learned position
     /// embeddings have rows (rotary positions have no table to outgrow), and activations larger
     /// than the machine's memory.
-    private static func checkSizes(_ config: ModelConfig, maxBatchSize: Int, maxSequenceLength: Int) throws {
+    private static func checkSizes(_ config: ModelConfig, maxBatchSize: Int, maxSequenceLength: Int,
+                                   recomputesActivations: Bool) throws {
         guard maxSequenceLength <= config.maxPositions || config.declaration.positionEmbedding == nil else {
             throw ModelError.sequenceTooLong(length: maxSequenceLength, maxPositions: config.maxPositions)
         }
-        try config.checkActivationsFitInMemory(batchSize: maxBatchSize, sequenceLength: maxSequenceLength)
+        try config.checkActivationsFitInMemory(batchSize: maxBatchSize, sequenceLength: maxSequenceLength,
+                                               recomputesActivations: recomputesActivations)
     }
 
     /// Builds the model from a checkpoint. `lora` adds fresh adapters (seeded) unless the
     /// checkpoint already has adapters, which are then used. `trainable` defaults to
-    /// `.adapters` with adapters and `.all` without.
-    public init(checkpoint: Checkpoint, lora requestedLoRA: LoRAConfig? = nil,
+    /// `.adapters` with adapters and `.all` without. `recomputesActivations`: see the property.
+    public init(checkpoint: consuming Checkpoint, lora requestedLoRA: LoRAConfig? = nil,
                 trainable requestedTrainable: TrainableSelection? = nil,
-                maxBatchSize: Int, maxSequenceLength: Int, adapterSeed: UInt64 = 0) throws {
+                maxBatchSize: Int, maxSequenceLength: Int, adapterSeed: UInt64 = 0,
+                recomputesActivations: Bool = false) throws {
         try BLAS.load()
-        var checkpoint = checkpoint
         if checkpoint.adapters.isEmpty, let requestedLoRA {
             try checkpoint.addAdapters(requestedLoRA, seed: adapterSeed)
         }
         let lora = try checkpoint.loraConfig()
         let config = checkpoint.config
-        try Self.checkSizes(config, maxBatchSize: maxBatchSize, maxSequenceLength: maxSequenceLength)
+        try Self.checkSizes(config, maxBatchSize: maxBatchSize, maxSequenceLength: maxSequenceLength,
+                            recomputesActivations: recomputesActivations)
         self.config = config
+        self.recomputesActivations = recomputesActivations
         self.lora = lora
         self.maxBatchSize = maxBatchSize
         self.maxSequenceLength = maxSequenceLength
@@ -284,8 +302,12 @@ public final class Transformer {
         let binder = ModuleBinder(parameters: parameters, gradients: gradients, adapters: adapterSpecs, lora: lora,
                                   rows: N, buffer: buffer)
         let hasExperts = declaration.blocks.contains { $0.feedForward.hasExperts }
-        blocks = declaration.blocks.map { binder.block($0, config: config, maxBatchSize: maxBatchSize,
-                                                       maxSequenceLength: maxSequenceLength) }
+        func activations(_ block: BlockDeclaration) -> BlockActivations {
+            binder.blockActivations(config: config, maxBatchSize: maxBatchSize, maxSequenceLength: maxSequenceLength,
+                                    dense: !block.feedForward.hasExperts, gated: block.feedForward.isGated)
+        }
+        let shared = recomputesActivations ? declaration.blocks.first.map(activations) : nil
+        blocks = declaration.blocks.map { binder.block($0, config: config, saved: shared ?? activations($0)) }
         let embeddingName = declaration.tokenEmbedding.weightName
         tokenEmbedding = binder.weight(embeddingName)
         let positionName = declaration.positionEmbedding?.weightName
@@ -460,37 +482,37 @@ public final class Transformer {
                               shape: AttentionShape, lengths: [Int]?, keyValues: KeyValueSource) {
         let C = config.hiddenSize, I = config.intermediateSize
         let W = shape.qkvWidth, N = shape.batch * shape.sequence
-        normForward(block.norm1, out: block.norm1Out, mean: block.norm1Mean, rstd: block.norm1Rstd,
+        normForward(block.norm1, out: block.saved.norm1Out, mean: block.saved.norm1Mean, rstd: block.saved.norm1Rstd,
                     inp: block.input, rows: N)
-        for module in block.qkv { module.forward(out: block.qkvOut, outStride: W, inp: block.norm1Out, rows: N) }
+        for module in block.qkv { module.forward(out: block.saved.qkvOut, outStride: W, inp: block.saved.norm1Out, rows: N) }
         switch keyValues {
         case .batch:
-            rotary?.apply(block.qkvOut, shape: shape, inverse: false)
-            attentionForward(out: block.attention, probs: block.probs, qkv: block.qkvOut, shape: shape)
+            rotary?.apply(block.saved.qkvOut, shape: shape, inverse: false)
+            attentionForward(out: block.saved.attention, probs: block.saved.probs, qkv: block.saved.qkvOut, shape: shape)
         case .cache(let cache, let first):
-            rotary?.apply(block.qkvOut, shape: shape, inverse: false, firstPosition: first)
-            cache.append(layer: l, qkv: block.qkvOut, shape: shape, at: first)
-            attentionForward(out: block.attention, probs: block.probs, queries: block.qkvOut,
+            rotary?.apply(block.saved.qkvOut, shape: shape, inverse: false, firstPosition: first)
+            cache.append(layer: l, qkv: block.saved.qkvOut, shape: shape, at: first)
+            attentionForward(out: block.saved.attention, probs: block.saved.probs, queries: block.saved.qkvOut,
                              keyValues: cache.rows(layer: l, count: first + shape.sequence), first: first, shape: shape)
         }
-        block.attentionOutput.forward(out: block.middle, outStride: C, inp: block.attention, rows: N)
-        add(block.middle, block.input, count: N * C)
-        normForward(block.norm2, out: block.norm2Out, mean: block.norm2Mean, rstd: block.norm2Rstd,
-                    inp: block.middle, rows: N)
+        block.attentionOutput.forward(out: block.saved.middle, outStride: C, inp: block.saved.attention, rows: N)
+        add(block.saved.middle, block.input, count: N * C)
+        normForward(block.norm2, out: block.saved.norm2Out, mean: block.saved.norm2Mean, rstd: block.saved.norm2Rstd,
+                    inp: block.saved.middle, rows: N)
         switch block.feedForward {
         case .gelu(let fc, let projection):
-            fc.forward(out: block.mlpHidden, outStride: I, inp: block.norm2Out, rows: N)
-            geluForward(out: block.mlpHidden2, inp: block.mlpHidden, count: N * I)
-            projection.forward(out: output, outStride: C, inp: block.mlpHidden2, rows: N)
+            fc.forward(out: block.saved.mlpHidden, outStride: I, inp: block.saved.norm2Out, rows: N)
+            geluForward(out: block.saved.mlpHidden2, inp: block.saved.mlpHidden, count: N * I)
+            projection.forward(out: output, outStride: C, inp: block.saved.mlpHidden2, rows: N)
         case .swiglu(let gate, let up, let down):
-            gate.forward(out: block.mlpHidden, outStride: I, inp: block.norm2Out, rows: N)
-            up.forward(out: block.mlpHidden2, outStride: I, inp: block.norm2Out, rows: N)
-            swigluForward(out: block.mlpActivation, gate: block.mlpHidden, up: block.mlpHidden2, count: N * I)
-            down.forward(out: output, outStride: C, inp: block.mlpActivation, rows: N)
+            gate.forward(out: block.saved.mlpHidden, outStride: I, inp: block.saved.norm2Out, rows: N)
+            up.forward(out: block.saved.mlpHidden2, outStride: I, inp: block.saved.norm2Out, rows: N)
+            swigluForward(out: block.saved.mlpActivation, gate: block.saved.mlpHidden, up: block.saved.mlpHidden2, count: N * I)
+            down.forward(out: output, outStride: C, inp: block.saved.mlpActivation, rows: N)
         case .experts(let moe):
-            moe.forward(out: output, inp: block.norm2Out, batch: shape.batch, sequence: shape.sequence, lengths: lengths)
+            moe.forward(out: output, inp: block.saved.norm2Out, batch: shape.batch, sequence: shape.sequence, lengths: lengths)
         }
-        add(output, block.middle, count: N * C)
+        add(output, block.saved.middle, count: N * C)
     }
 
     /// a += b
@@ -520,6 +542,14 @@ public final class Transformer {
         normBackward(finalNorm, dinp: residualGradient, dout: normGradient, inp: finalInput,
                      mean: finalMean, rstd: finalRstd, sink: sink)
         for l in blocks.indices.reversed() {
+            if recomputesActivations && l + 1 < blocks.count {
+                // The shared buffers hold block l+1's activations (the last block's are still
+                // there from the forward): the sink copies what it still needs, then block l's
+                // are made again; its output rewrites blocks[l+1].input with the same values.
+                sink.sharedActivationsWillChange()
+                blockForward(blocks[l], layer: l, output: blocks[l + 1].input, shape: attentionShape,
+                             lengths: currentLengths, keyValues: .batch)
+            }
             blockBackward(blocks[l], sink: sink)
         }
         // forward was: out[n] = wte[ids[n]] + wpe[t]
@@ -562,46 +592,46 @@ public final class Transformer {
         switch block.feedForward {
         case .gelu(let fc, let projection):
             zero(mlpGradient, N * I)
-            projection.backward(dinp: mlpGradient, dout: dresidual, doutStride: C, inp: block.mlpHidden2, rows: rows,
+            projection.backward(dinp: mlpGradient, dout: dresidual, doutStride: C, inp: block.saved.mlpHidden2, rows: rows,
                                 scratch: loraScratch, sink: sink)
             zero(mlpGradient2, N * I)
-            geluBackward(dinp: mlpGradient2, dout: mlpGradient, inp: block.mlpHidden, count: N * I)
+            geluBackward(dinp: mlpGradient2, dout: mlpGradient, inp: block.saved.mlpHidden, count: N * I)
             zero(normGradient, N * C)
-            fc.backward(dinp: normGradient, dout: mlpGradient2, doutStride: I, inp: block.norm2Out, rows: rows,
+            fc.backward(dinp: normGradient, dout: mlpGradient2, doutStride: I, inp: block.saved.norm2Out, rows: rows,
                         scratch: loraScratch, sink: sink)
         case .swiglu(let gate, let up, let down):
             zero(mlpGradient, N * I)
-            down.backward(dinp: mlpGradient, dout: dresidual, doutStride: C, inp: block.mlpActivation, rows: rows,
+            down.backward(dinp: mlpGradient, dout: dresidual, doutStride: C, inp: block.saved.mlpActivation, rows: rows,
                           scratch: loraScratch, sink: sink)
-            swigluBackward(dgate: mlpGradient2, dup: mlpGradient3, dout: mlpGradient, gate: block.mlpHidden,
-                           up: block.mlpHidden2, count: N * I)
+            swigluBackward(dgate: mlpGradient2, dup: mlpGradient3, dout: mlpGradient, gate: block.saved.mlpHidden,
+                           up: block.saved.mlpHidden2, count: N * I)
             zero(normGradient, N * C)
-            gate.backward(dinp: normGradient, dout: mlpGradient2, doutStride: I, inp: block.norm2Out, rows: rows,
+            gate.backward(dinp: normGradient, dout: mlpGradient2, doutStride: I, inp: block.saved.norm2Out, rows: rows,
                           scratch: loraScratch, sink: sink)
-            up.backward(dinp: normGradient, dout: mlpGradient3, doutStride: I, inp: block.norm2Out, rows: rows,
+            up.backward(dinp: normGradient, dout: mlpGradient3, doutStride: I, inp: block.saved.norm2Out, rows: rows,
                         scratch: loraScratch, sink: sink)
         case .experts(let moe):
             zero(normGradient, N * C)
-            moe.backward(dinp: normGradient, dout: dresidual, inp: block.norm2Out, rows: rows, scratch: expertScratch!,
+            moe.backward(dinp: normGradient, dout: dresidual, inp: block.saved.norm2Out, rows: rows, scratch: expertScratch!,
                          sink: sink)
         }
-        normBackward(block.norm2, dinp: dresidual, dout: normGradient, inp: block.middle,
-                     mean: block.norm2Mean, rstd: block.norm2Rstd, sink: sink)
+        normBackward(block.norm2, dinp: dresidual, dout: normGradient, inp: block.saved.middle,
+                     mean: block.saved.norm2Mean, rstd: block.saved.norm2Rstd, sink: sink)
         // forward was: middle = input + attentionOutput(attention(rotary(qkv(norm1(input)))))
         zero(attentionGradient, N * HD)
-        block.attentionOutput.backward(dinp: attentionGradient, dout: dresidual, doutStride: C, inp: block.attention,
+        block.attentionOutput.backward(dinp: attentionGradient, dout: dresidual, doutStride: C, inp: block.saved.attention,
                                        rows: rows, scratch: loraScratch, sink: sink)
         zero(qkvGradient, N * W)
-        attentionBackward(dqkv: qkvGradient, dprobs: probsGradient, dout: attentionGradient, probs: block.probs,
-                          qkv: block.qkvOut, shape: shape)
+        attentionBackward(dqkv: qkvGradient, dprobs: probsGradient, dout: attentionGradient, probs: block.saved.probs,
+                          qkv: block.saved.qkvOut, shape: shape)
         rotary?.apply(qkvGradient, shape: shape, inverse: true)
         zero(normGradient, N * C)
         for module in block.qkv {
-            module.backward(dinp: normGradient, dout: qkvGradient, doutStride: W, inp: block.norm1Out, rows: rows,
+            module.backward(dinp: normGradient, dout: qkvGradient, doutStride: W, inp: block.saved.norm1Out, rows: rows,
                             scratch: loraScratch, sink: sink)
         }
         normBackward(block.norm1, dinp: dresidual, dout: normGradient, inp: block.input,
-                     mean: block.norm1Mean, rstd: block.norm1Rstd, sink: sink)
+                     mean: block.saved.norm1Mean, rstd: block.saved.norm1Rstd, sink: sink)
     }
 
     // MARK: Results

@@ -71,6 +71,9 @@ final class BookKeeper: GradientSink {
         /// Source to copy when the module scope closes (rows, width, source, stride) while the
         /// book still points into scratch that later backward steps will overwrite.
         var unsecured: (rows: Int, width: Int, source: UnsafePointer<Float>, stride: Int)?
+        /// A copy of a linear book's input `a`, made when the model recomputes its activations
+        /// (`sharedActivationsWillChange`); books with the same input share it.
+        var input: TensorStorage?
     }
 
     let clipping: ClippingFunction
@@ -522,18 +525,53 @@ final class BookKeeper: GradientSink {
         for (key, make) in remake {
             var book = pending[key.group][key.index]
             guard let source = book.unsecured else { continue }
-            let storage = spareStorage(count: source.rows * source.width)
-            for n in 0..<source.rows {
-                (storage.base + n * source.width).update(from: source.source + n * source.stride, count: source.width)
-            }
+            let storage = copy(rows: source.rows, width: source.width, of: source.source, stride: source.stride)
             book.book = make(storage.base, source.width)
             book.owned = storage
             book.unsecured = nil
             pending[key.group][key.index] = book
-            bytesHeld += storage.count * MemoryLayout<Float>.size
         }
-        peakBytesHeld = max(peakBytesHeld, bytesHeld)
         remake.removeAll(keepingCapacity: true)
+    }
+
+    /// `rows` rows of `width` floats of `source` into a counted book buffer, packed.
+    private func copy(rows: Int, width: Int, of source: UnsafePointer<Float>, stride: Int) -> TensorStorage {
+        let storage = spareStorage(count: rows * width)
+        for n in 0..<rows {
+            (storage.base + n * width).update(from: source + n * stride, count: width)
+        }
+        bytesHeld += storage.count * MemoryLayout<Float>.size
+        peakBytesHeld = max(peakBytesHeld, bytesHeld)
+        return storage
+    }
+
+    /// Books holding each input copy (`PendingBook.input`); the copy is released with its last.
+    private var inputUsers: [ObjectIdentifier: Int] = [:]
+
+    /// The model recomputes its activations and is about to overwrite the buffers that pending
+    /// linear books' inputs `a` point into (between two blocks' backward passes): copies each
+    /// such input once, points its books at the copy, and forgets the Grams made from it.
+    /// Groups that close within a block (layer-wise, per-block) have nothing pending here;
+    /// all-layer pays one copy per distinct input.
+    func sharedActivationsWillChange() {
+        precondition(scopes.depth == 0 && remake.isEmpty, "shared activations changed inside a module scope")
+        gramsSource = nil
+        struct Source: Hashable { var a: UnsafePointer<Float>, stride: Int, rows: Int, width: Int }
+        var copies: [Source: TensorStorage] = [:]
+        for group in pending.indices {
+            for index in pending[group].indices where pending[group][index].input == nil {
+                guard case .outerProduct(let e, let eStride, let a, let aStride, let inFeatures, let outFeatures,
+                                         let scale, let rows) = pending[group][index].book else { continue }
+                let source = Source(a: a, stride: aStride, rows: rows.rows, width: inFeatures)
+                let storage = copies[source] ?? copy(rows: rows.rows, width: inFeatures, of: a, stride: aStride)
+                copies[source] = storage
+                inputUsers[ObjectIdentifier(storage), default: 0] += 1
+                pending[group][index].input = storage
+                pending[group][index].book = .outerProduct(e: e, eStride: eStride, a: storage.base, aStride: inFeatures,
+                                                           inFeatures: inFeatures, outFeatures: outFeatures,
+                                                           scale: scale, rows: rows)
+            }
+        }
     }
 
     /// Uncounts a closed book's buffer and keeps it for reuse (`spareStorage`).
@@ -564,6 +602,14 @@ final class BookKeeper: GradientSink {
         for pendingBook in pending[group] {
             apply(pendingBook.book, factors: factors, target: targets[pendingBook.tensor])
             if let owned = pendingBook.owned { release(owned) }
+            if let input = pendingBook.input {
+                let id = ObjectIdentifier(input)
+                inputUsers[id]! -= 1
+                if inputUsers[id] == 0 {
+                    inputUsers[id] = nil
+                    release(input)
+                }
+            }
         }
         for index in pending[group].indices { remake[PendingKey(group: group, index: index)] = nil }
         pending[group].removeAll()

@@ -454,12 +454,16 @@ extension Recipe {
         public var generateExamples: Int
         /// `"max_new_tokens"`: generation length for that accuracy; default 16, ≥ 1.
         public var maxNewTokens: Int
+        /// `"recompute_activations"`: keep only each block's input through the forward pass
+        /// and recompute the rest block by block in the backward (`Transformer.recomputesActivations`):
+        /// less memory, one more forward pass of compute; default false.
+        public var recomputeActivations: Bool
 
         /// `physicalBatchSize` nil takes min(batchSize, 16).
         public init(length: Length = .epochs(1), batchSize: Int, physicalBatchSize: Int? = nil,
                     optimizer: OptimizerSection = OptimizerSection(), schedule: ScheduleSection = ScheduleSection(),
                     seed: UInt64 = 0, evalEvery: Int = 0, evalExamples: Int = 200, generateExamples: Int = 100,
-                    maxNewTokens: Int = 16) {
+                    maxNewTokens: Int = 16, recomputeActivations: Bool = false) {
             self.length = length
             self.batchSize = batchSize
             self.physicalBatchSize = physicalBatchSize ?? min(batchSize, 16)
@@ -470,6 +474,7 @@ extension Recipe {
             self.evalExamples = evalExamples
             self.generateExamples = generateExamples
             self.maxNewTokens = maxNewTokens
+            self.recomputeActivations = recomputeActivations
         }
 
         /// The number of epochs, when the length is given in epochs.

@@ -327,6 +327,9 @@ enum RecipeKeys {
         leaf("training.max_new_tokens", .integer(expected: "an integer ≥ 1", valid: { $0 >= 1 }),
              "generation length for that accuracy",
              read: { $0.training.maxNewTokens = $1.integer }, write: { .number($0.training.maxNewTokens) }),
+        leaf("training.recompute_activations", .bool,
+             "recompute each block's activations in the backward pass: less memory, one more forward pass",
+             read: { $0.training.recomputeActivations = $1.bool }, write: { .bool($0.training.recomputeActivations) }),
     ]
 
     private static let output: [RecipeKey] = [

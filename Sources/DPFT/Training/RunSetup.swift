@@ -183,10 +183,12 @@ extension RecipeRunner {
         let generationLength = min(config.maxPositions, longest + training.maxNewTokens)
         let model = try Transformer(checkpoint: consume checkpoint, lora: adapter.lora, trainable: adapter.trainable,
                                     maxBatchSize: max(training.physicalBatchSize, 1),
-                                    maxSequenceLength: max(longest, generationLength), adapterSeed: training.seed)
+                                    maxSequenceLength: max(longest, generationLength), adapterSeed: training.seed,
+                                    recomputesActivations: training.recomputeActivations)
         log("model: \(config.modelType.rawValue), \(model.trainableNames.count) trainable tensors, "
             + "\(model.gradients.count) trainable parameters"
-            + (adapter.lora.map { " (LoRA r=\($0.rank) on \($0.targets.joined(separator: ", ")))" } ?? ""))
+            + (adapter.lora.map { " (LoRA r=\($0.rank) on \($0.targets.joined(separator: ", ")))" } ?? "")
+            + (model.recomputesActivations ? "; activations recomputed in the backward pass" : ""))
         return model
     }
 

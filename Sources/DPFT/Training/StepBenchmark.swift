@@ -36,13 +36,16 @@ public enum StepBenchmark {
     /// `grouping`, private as in a run: Poisson sampling at q = 1 (every example, expected
     /// batch B), book-keeping clipping with that strategy (total threshold 1, looked up in
     /// `registry` with `groupingOptions`), noise σ = 1 from the secure generator, division by B.
+    /// `recomputesActivations`: the model recomputes its blocks' activations in the backward.
     public static func run(config: ModelConfig, batchSize: Int, sequenceLength: Int, steps: Int,
                            warmup: Int = 1, lora: LoRAConfig? = nil, grouping: String? = nil,
                            groupingOptions: GroupingOptions = [:], registry: GroupingRegistry = .builtIn,
-                           clipping: ClippingFunction = .abadi, communicator: Communicator = .single) throws -> Result {
+                           clipping: ClippingFunction = .abadi, communicator: Communicator = .single,
+                           recomputesActivations: Bool = false) throws -> Result {
         // The checkpoint is handed over, not kept: the model's store then holds the only copy.
         let model = try Transformer(checkpoint: Checkpoint.initialized(config: config, seed: 1), lora: lora, maxBatchSize: batchSize,
-                                    maxSequenceLength: sequenceLength, adapterSeed: 2)
+                                    maxSequenceLength: sequenceLength, adapterSeed: 2,
+                                    recomputesActivations: recomputesActivations)
         var generator = SeededGenerator(seed: 3)
         let examples = (0..<batchSize).map { _ in
             TokenizedExample(ids: (0..<sequenceLength).map { _ in Int(generator.next() % UInt64(config.vocabularySize)) },

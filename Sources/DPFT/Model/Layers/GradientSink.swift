@@ -36,6 +36,10 @@ protocol GradientSink: AnyObject {
     func tokenEmbedding(tensor: Int, e: UnsafePointer<Float>, width: Int)
     /// Learned positions: row t receives e_n of every example's position t.
     func positionEmbedding(tensor: Int, e: UnsafePointer<Float>, width: Int)
+    /// The blocks' shared activation buffers are about to be overwritten (a model that
+    /// recomputes its activations, between two blocks' backward passes, outside any module
+    /// scope): inputs `a` of earlier contributions that the sink still needs must be copied now.
+    func sharedActivationsWillChange()
 }
 
 extension GradientSink {
@@ -126,4 +130,7 @@ final class DirectGradients: GradientSink {
             addScatteredRows(into: targets[tensor], e: e, width: width, segment: segment, ids: ids!, positional: true)
         }
     }
+
+    /// Nothing is kept past a contribution.
+    func sharedActivationsWillChange() {}
 }
