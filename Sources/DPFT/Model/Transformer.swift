@@ -302,12 +302,8 @@ public final class Transformer {
         let binder = ModuleBinder(parameters: parameters, gradients: gradients, adapters: adapterSpecs, lora: lora,
                                   rows: N, buffer: buffer)
         let hasExperts = declaration.blocks.contains { $0.feedForward.hasExperts }
-        func activations(_ block: BlockDeclaration) -> BlockActivations {
-            binder.blockActivations(config: config, maxBatchSize: maxBatchSize, maxSequenceLength: maxSequenceLength,
-                                    dense: !block.feedForward.hasExperts, gated: block.feedForward.isGated)
-        }
-        let shared = recomputesActivations ? declaration.blocks.first.map(activations) : nil
-        blocks = declaration.blocks.map { binder.block($0, config: config, saved: shared ?? activations($0)) }
+        blocks = Self.blocks(declaration, binder: binder, config: config, maxBatchSize: maxBatchSize,
+                             maxSequenceLength: maxSequenceLength, sharingActivations: recomputesActivations)
         let embeddingName = declaration.tokenEmbedding.weightName
         tokenEmbedding = binder.weight(embeddingName)
         let positionName = declaration.positionEmbedding?.weightName
@@ -347,6 +343,18 @@ public final class Transformer {
         expertScratch = hasExperts ? MixtureOfExperts.Scratch(maxRows: N, channels: C, inner: I, experts: config.expertCount,
                                                               perToken: config.expertsPerToken, loraRank: R) : nil
         self.storages = storages
+    }
+
+    /// The blocks with their buffers: each its own saved activations, or (`sharingActivations`,
+    /// for recomputation) one set that all of them share.
+    private static func blocks(_ declaration: ModelDeclaration, binder: ModuleBinder, config: ModelConfig,
+                               maxBatchSize: Int, maxSequenceLength: Int, sharingActivations: Bool) -> [Block] {
+        func activations(_ block: BlockDeclaration) -> BlockActivations {
+            binder.blockActivations(config: config, maxBatchSize: maxBatchSize, maxSequenceLength: maxSequenceLength,
+                                    dense: !block.feedForward.hasExperts, gated: block.feedForward.isGated)
+        }
+        let shared = sharingActivations ? declaration.blocks.first.map(activations) : nil
+        return declaration.blocks.map { binder.block($0, config: config, saved: shared ?? activations($0)) }
     }
 
     deinit {
@@ -478,8 +486,13 @@ public final class Transformer {
         }
     }
 
+    /// Block `l` from its input to `output`, saving its activations. `savedOnly`: only the saved
+    /// activations are wanted (recomputation; `output` is the next block's input, still held),
+    /// so a dense MLP skips its output projection — whose LoRA rows, in the module's own
+    /// buffer, are still the forward's; an MoE layer writes `output` again anyway.
     private func blockForward(_ block: Block, layer l: Int, output: UnsafeMutablePointer<Float>,
-                              shape: AttentionShape, lengths: [Int]?, keyValues: KeyValueSource) {
+                              shape: AttentionShape, lengths: [Int]?, keyValues: KeyValueSource,
+                              savedOnly: Bool = false) {
         let C = config.hiddenSize, I = config.intermediateSize
         let W = shape.qkvWidth, N = shape.batch * shape.sequence
         normForward(block.norm1, out: block.saved.norm1Out, mean: block.saved.norm1Mean, rstd: block.saved.norm1Rstd,
@@ -503,11 +516,13 @@ public final class Transformer {
         case .gelu(let fc, let projection):
             fc.forward(out: block.saved.mlpHidden, outStride: I, inp: block.saved.norm2Out, rows: N)
             geluForward(out: block.saved.mlpHidden2, inp: block.saved.mlpHidden, count: N * I)
+            if savedOnly { return }
             projection.forward(out: output, outStride: C, inp: block.saved.mlpHidden2, rows: N)
         case .swiglu(let gate, let up, let down):
             gate.forward(out: block.saved.mlpHidden, outStride: I, inp: block.saved.norm2Out, rows: N)
             up.forward(out: block.saved.mlpHidden2, outStride: I, inp: block.saved.norm2Out, rows: N)
             swigluForward(out: block.saved.mlpActivation, gate: block.saved.mlpHidden, up: block.saved.mlpHidden2, count: N * I)
+            if savedOnly { return }
             down.forward(out: output, outStride: C, inp: block.saved.mlpActivation, rows: N)
         case .experts(let moe):
             moe.forward(out: output, inp: block.saved.norm2Out, batch: shape.batch, sequence: shape.sequence, lengths: lengths)
@@ -545,10 +560,10 @@ public final class Transformer {
             if recomputesActivations && l + 1 < blocks.count {
                 // The shared buffers hold block l+1's activations (the last block's are still
                 // there from the forward): the sink copies what it still needs, then block l's
-                // are made again; its output rewrites blocks[l+1].input with the same values.
+                // are made again.
                 sink.sharedActivationsWillChange()
                 blockForward(blocks[l], layer: l, output: blocks[l + 1].input, shape: attentionShape,
-                             lengths: currentLengths, keyValues: .batch)
+                             lengths: currentLengths, keyValues: .batch, savedOnly: true)
             }
             blockBackward(blocks[l], sink: sink)
         }
