@@ -146,6 +146,21 @@ import Testing
         #expect(recipe.plugins == ["plugins/libmine.so"])
     }
 
+    /// Recomputing activations changes memory and time, never results: the hash (the ledger's,
+    /// the one `--resume` compares) leaves the key out, so recipes hash as before the key
+    /// existed; any other change still changes the hash.
+    @Test func recomputingActivationsLeavesTheHashAlone() throws {
+        let recipe = try Self.parse(Self.minimal)
+        var recomputing = recipe
+        recomputing.training.recomputeActivations = true
+        #expect(recomputing.hash == recipe.hash)
+        #expect(recipe.resolvedJSON.contains("\"recompute_activations\": false"))
+        #expect(!recipe.hashedJSON.contains("recompute_activations"))
+        var other = recipe
+        other.training.physicalBatchSize += 1
+        #expect(other.hash != recipe.hash)
+    }
+
     @Test func missingKeysTakeTheirDefaults() throws {
         let recipe = try Self.parse(Self.minimal)
         #expect(recipe.name == "recipe")  // the file name without extension
@@ -571,8 +586,11 @@ import Testing
         #expect(a.hash == b.hash)
         #expect(try Self.parse(Self.full).hash == Self.parse(Self.full.replacingOccurrences(of: "\n", with: " ")).hash)
         #expect(a.hash.count == 64 && a.hash.allSatisfy { $0.isHexDigit && !$0.isUppercase })
-        let digest = SHA256.hash(data: Data(a.resolvedJSON.utf8)).map { String(format: "%02x", $0) }.joined()
+        let digest = SHA256.hash(data: Data(a.hashedJSON.utf8)).map { String(format: "%02x", $0) }.joined()
         #expect(a.hash == digest)
+        // what is hashed is the resolved recipe without the keys outside the hash
+        #expect(a.hashedJSON == a.resolvedJSON.replacingOccurrences(of: "    \"recompute_activations\": false,\n", with: ""))
+        #expect(a.hashedJSON != a.resolvedJSON)
         // One change, one different hash.
         let c = try Self.parse(Self.minimal, ["training.seed=1"])
         #expect(c.hash != a.hash)

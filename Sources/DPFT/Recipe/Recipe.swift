@@ -98,19 +98,32 @@ public struct Recipe: Sendable, Equatable {
         RecipeResolution.resolvedJSON(of: self).text(.pretty(indent: 2, inlineArrayWidth: 72))
     }
 
-    /// SHA-256 of `resolvedJSON` (UTF-8) with a set `privacy.noise_seed` replaced by 0, as 64
-    /// lowercase hex digits. The ledger publishes the hash, and a hash over a guessable seed
-    /// would give the seed away to anyone trying seeds, so it depends only on whether the run
-    /// is seeded, not on the seed. A `--resume` with another seed is therefore not caught:
-    /// nothing the run writes could catch it without recording something derived from the seed.
+    /// SHA-256 of `hashedJSON` (UTF-8), as 64 lowercase hex digits: what the ledger publishes
+    /// and what `--resume` compares.
     public var hash: String {
-        var masked = self
-        if masked.privacy?.noiseSeed != nil { masked.privacy!.noiseSeed = 0 }
-        return SHA256.hash(data: Data(masked.resolvedJSON.utf8)).map { byte in
+        SHA256.hash(data: Data(hashedJSON.utf8)).map { byte in
             let hex = String(byte, radix: 16)
             return byte < 16 ? "0" + hex : hex
         }.joined()
     }
+
+    /// `resolvedJSON` with a set `privacy.noise_seed` replaced by 0 and the keys of
+    /// `keysOutsideTheHash` left out. The ledger publishes the hash, and a hash over a guessable
+    /// seed would give the seed away to anyone trying seeds, so it depends only on whether the
+    /// run is seeded, not on the seed. A `--resume` with another seed is therefore not caught:
+    /// nothing the run writes could catch it without recording something derived from the seed.
+    var hashedJSON: String {
+        var masked = self
+        if masked.privacy?.noiseSeed != nil { masked.privacy!.noiseSeed = 0 }
+        return RecipeResolution.resolvedJSON(of: masked, leavingOut: Self.keysOutsideTheHash)
+            .text(.pretty(indent: 2, inlineArrayWidth: 72))
+    }
+
+    /// Keys that change how a run uses memory and time but never what it computes:
+    /// `training.recompute_activations` gives bit-identical gradients, so a run may resume with
+    /// it switched (say, after running out of memory), and recipes hash as they did before the
+    /// key existed.
+    static let keysOutsideTheHash: Set = ["training.recompute_activations"]
 }
 
 // MARK: - Sections

@@ -59,10 +59,10 @@ enum RecipeResolution {
     }
 
     /// The resolved form of `recipe`: every row's value, keys sorted; rows whose condition does
-    /// not hold, and alternatives not in use, left out.
-    static func resolvedJSON(of recipe: Recipe) -> JSONValue {
+    /// not hold, alternatives not in use, and the key paths in `omitted` left out.
+    static func resolvedJSON(of recipe: Recipe, leavingOut omitted: Set<String> = []) -> JSONValue {
         var objects: [String: JSONObject] = ["": [:]]  // the sections written as objects, by path
-        for key in RecipeKeys.all where objects[key.parent] != nil {
+        for key in RecipeKeys.all where objects[key.parent] != nil && !omitted.contains(key.path) {
             if let condition = key.condition, !RecipeKeys.applies(condition, parent: key.parent, in: recipe) { continue }
             guard let value = key.write(recipe) else { continue }
             if key.isSection, case .object = value { objects[key.path] = [:] }
