@@ -8,9 +8,11 @@ import Testing
 /// repeats the forward's arithmetic — for every reference model (dense and mixture of experts,
 /// full and LoRA), non-private and under every grouping strategy, with book-keeping's Gram path
 /// forced (`.never`: all-layer's books then point into the shared buffers across blocks and
-/// must be copied) and by cost. The model that keeps its activations is itself checked against
-/// transformers (`ReferenceModelTests`) and brute force (`BookKeepingTests`).
-@Suite struct RecomputedActivationsTests {
+/// must be copied), and by cost for all-layer and layer-wise. The model that keeps its
+/// activations is itself checked against transformers (`ReferenceModelTests`) and brute force
+/// (`BookKeepingTests`). Serialized: its cases are long in a debug build, and run side by side
+/// they held the test pool's threads long enough to starve other suites' time limits.
+@Suite(.serialized) struct RecomputedActivationsTests {
     static func models(_ reference: ReferenceModelTests.Reference) throws -> (kept: Transformer, recomputed: Transformer) {
         let batch = reference.batch
         return (try Transformer(checkpoint: reference.checkpoint, maxBatchSize: batch.batchSize,
@@ -44,7 +46,9 @@ import Testing
         let reference = try ReferenceModelTests.Reference(name)
         let (kept, recomputed) = try Self.models(reference)
         for (strategy, members) in try BookKeepingTests.groupings(kept) {
-            for policy in [BookKeeper.ExampleGradientPolicy.never, .byCost] {
+            let policies: [BookKeeper.ExampleGradientPolicy] =
+                ["all-layer", "layer-wise"].contains(strategy) ? [.never, .byCost] : [.never]
+            for policy in policies {
                 // thresholds small enough that every example is clipped in every group
                 let groups = members.enumerated().map { ParameterGroup(name: "g\($0.offset)", threshold: 1e-3, parameters: $0.element) }
                 let grouping = try Grouping(strategy: strategy, groups: groups, parameters: kept.trainableNames)
