@@ -58,6 +58,8 @@ import Testing
                     engine.exampleGradientPolicy = policy
                     model.zeroGradients()
                     try engine.accumulate(reference.batch)
+                    // every book, input copies included, released exactly once
+                    #expect(engine.bookBytesHeld == 0, "\(name)/\(strategy)/\(policy): \(engine.bookBytesHeld) bytes still held")
                     norms.append(engine.perSampleNorms)
                     sums.append(Self.gradients(model))
                 }

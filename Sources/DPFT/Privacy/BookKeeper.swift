@@ -545,9 +545,6 @@ final class BookKeeper: GradientSink {
         return storage
     }
 
-    /// Books holding each input copy (`PendingBook.input`); the copy is released with its last.
-    private var inputUsers: [ObjectIdentifier: Int] = [:]
-
     /// The model recomputes its activations and is about to overwrite the buffers that pending
     /// linear books' inputs `a` point into (between two blocks' backward passes): copies each
     /// such input once, points its books at the copy, and forgets the Grams made from it.
@@ -565,7 +562,6 @@ final class BookKeeper: GradientSink {
                 let source = Source(a: a, stride: aStride, rows: rows.rows, width: inFeatures)
                 let storage = copies[source] ?? copy(rows: rows.rows, width: inFeatures, of: a, stride: aStride)
                 copies[source] = storage
-                inputUsers[ObjectIdentifier(storage), default: 0] += 1
                 pending[group][index].input = storage
                 pending[group][index].book = .outerProduct(e: e, eStride: eStride, a: storage.base, aStride: inFeatures,
                                                            inFeatures: inFeatures, outFeatures: outFeatures,
@@ -602,17 +598,16 @@ final class BookKeeper: GradientSink {
         for pendingBook in pending[group] {
             apply(pendingBook.book, factors: factors, target: targets[pendingBook.tensor])
             if let owned = pendingBook.owned { release(owned) }
-            if let input = pendingBook.input {
-                let id = ObjectIdentifier(input)
-                inputUsers[id]! -= 1
-                if inputUsers[id] == 0 {
-                    inputUsers[id] = nil
-                    release(input)
-                }
-            }
         }
         for index in pending[group].indices { remake[PendingKey(group: group, index: index)] = nil }
+        let inputs = pending[group].compactMap(\.input)
         pending[group].removeAll()
+        // An input copy is shared by books of one input, possibly in other groups: it goes
+        // with the last book that reads it.
+        for (index, input) in inputs.enumerated() where !inputs[..<index].contains(where: { $0 === input })
+            && !pending.joined().contains(where: { $0.input === input }) {
+            release(input)
+        }
     }
 
     /// Adds the clipped sum of one book into `target`. An example with clip factor 0 (a
