@@ -9,14 +9,17 @@ public final class TensorStorage: @unchecked Sendable {
     /// Number of float32 elements in the buffer.
     public let count: Int
 
-    /// Buffers of at least this many bytes are mapped from the kernel (`mappedBytes`).
+    /// Buffers of at least this many bytes are mapped from the kernel (`mapZeroedPages`).
     static let mappingThreshold = 1 << 20
+
+    /// The bytes allocated for `count` floats (at least one float's).
+    private static func byteCount(_ count: Int) -> Int { max(count, 1) * MemoryLayout<Float>.size }
 
     /// Allocates `count` zeroed floats.
     public init(count: Int) {
         precondition(count >= 0, "negative tensor size")
         self.count = count
-        let bytes = max(count, 1) * MemoryLayout<Float>.size
+        let bytes = Self.byteCount(count)
         if bytes >= Self.mappingThreshold {
             base = Self.mapZeroedPages(bytes).assumingMemoryBound(to: Float.self)
         } else {
@@ -41,7 +44,7 @@ public final class TensorStorage: @unchecked Sendable {
     }
 
     deinit {
-        let bytes = max(count, 1) * MemoryLayout<Float>.size
+        let bytes = Self.byteCount(count)
         if bytes >= Self.mappingThreshold {
             munmap(UnsafeMutableRawPointer(base), bytes)
         } else {
