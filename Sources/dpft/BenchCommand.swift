@@ -131,15 +131,24 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Threads for BLAS and dpft's own loops (default: every core, at most 8).")
         var threads: Int?
 
+        @Option(help: ArgumentHelp("Instead of timing one configuration, time this private one against the non-private step, taking turns on one model: GROUPING or GROUPING:automatic (repeatable).",
+                                   discussion: "Each round runs one step of every configuration; the ratio reported is the median over rounds of each round's private step over its non-private step.",
+                                   valueName: "grouping[:clipping]"))
+        var compare: [String] = []
+
+        @Option(help: "Timed rounds of --compare (after one warm-up round).")
+        var rounds: Int = 5
+
         @OptionGroup var plugins: PluginOptions
 
         @Flag(help: "Print JSON.")
         var json = false
 
         func run() throws {
-            guard batchSize > 0, sequenceLength > 0, steps > 0, ranks > 0, (threads ?? 1) > 0 else {
-                throw ValidationError("--batch-size, --sequence-length, --steps, --ranks and --threads must be positive")
+            guard batchSize > 0, sequenceLength > 0, steps > 0, ranks > 0, rounds > 0, (threads ?? 1) > 0 else {
+                throw ValidationError("--batch-size, --sequence-length, --steps, --rounds, --ranks and --threads must be positive")
             }
+            if !compare.isEmpty { return try runComparison() }
             let world = try Communicator.world()
             if ranks > 1 && world.size == 1 { return try runUnderMPIRun() }
             if let threads {
@@ -183,6 +192,56 @@ struct BenchCommand: ParsableCommand {
                   + (`private` != nil ? String(format: ", peak books %.1f MiB", Double(result.peakBookBytes) / 1_048_576) : "")
                   + (result.medianNoiseShare.map { String(format: ", noise %.1f%% of the step", 100 * $0) } ?? "")
                   + processes)
+        }
+
+        /// `--compare`: the private variants against the non-private step, in turns on one model.
+        private func runComparison() throws {
+            guard `private` == nil, ranks == 1, !recomputeActivations, groupingOptions == "{}" else {
+                throw ValidationError("--compare times its own private configurations in one process: drop --private, --grouping-options, --ranks and --recompute-activations")
+            }
+            let variants = try compare.map(Self.variant)
+            if let threads {
+                Parallel.threadCount = threads
+                BLAS.threadCount = threads
+            }
+            let modelConfig = try ModelConfig(contentsOf: URL(fileURLWithPath: config))
+            let lora = loraRank.map { LoRAConfig(rank: $0, alpha: Double(2 * $0), targets: modelConfig.adaptableModuleNames) }
+            let comparison = try StepBenchmark.compare(config: modelConfig, batchSize: batchSize, sequenceLength: sequenceLength,
+                                                       rounds: rounds, lora: lora, privateVariants: variants,
+                                                       registry: try plugins.registry())
+            let names = ["non-private"] + compare
+            if json {
+                let object: [String: Any] = [
+                    "variants": names, "seconds": comparison.seconds, "rounds": rounds,
+                    "median_seconds": names.indices.map(comparison.medianSeconds),
+                    "median_ratios": names.indices.map(comparison.medianRatio),
+                    "batch_size": batchSize, "sequence_length": sequenceLength, "lora_rank": loraRank as Any,
+                    "threads": Parallel.threadCount]
+                print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+                return
+            }
+            print("dpft steps in turns (\(modelConfig.modelType.rawValue), B=\(batchSize), T=\(sequenceLength)"
+                  + (loraRank.map { ", LoRA r=\($0)" } ?? ", full") + ", \(rounds) rounds after one warm-up round):")
+            for (v, name) in names.enumerated() {
+                let ratios = comparison.ratios(v)
+                print("  " + name.padding(toLength: max(name.count, 22), withPad: " ", startingAt: 0)
+                      + String(format: " %7.3f s/step (median)", comparison.medianSeconds(v))
+                      + (v == 0 ? "" : String(format: "  ratio %.3f (median; rounds %.3f–%.3f)", comparison.medianRatio(v),
+                                              ratios.min()!, ratios.max()!)))
+            }
+        }
+
+        /// "all-layer" or "all-layer:automatic" (γ = 0.01, as --clipping automatic).
+        static func variant(_ text: String) throws -> StepBenchmark.Variant {
+            let parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+            guard parts.count <= 2, !parts[0].isEmpty else {
+                throw ValidationError("--compare \(text): expected GROUPING or GROUPING:CLIPPING, e.g. all-layer or all-layer:automatic")
+            }
+            guard parts.count == 2 else { return .init(grouping: parts[0]) }
+            guard let clipping = ClippingChoice(rawValue: parts[1]) else {
+                throw ValidationError("--compare \(text): unknown clipping \"\(parts[1])\"; use abadi or automatic")
+            }
+            return .init(grouping: parts[0], clipping: clipping == .abadi ? .abadi : .automatic(gamma: 0.01))
         }
 
         /// Runs this command again under `mpirun -np ranks` (root allowed, ranks may outnumber

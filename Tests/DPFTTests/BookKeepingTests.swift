@@ -232,6 +232,38 @@ import Testing
         #expect(peaks["all-layer"]! > 0)
     }
 
+    /// Keeping per-example gradients stops where the books held would pass the budget: with no
+    /// budget all-layer keeps nothing (bit for bit the never-keep pass), with half the bytes
+    /// that keeping everything adds its peak stays within that half plus the never-keep books,
+    /// and every budget gives the same clipped sum.
+    @Test func keptGradientsStayWithinTheirBudget() throws {
+        let reference = try ReferenceModelTests.Reference("gpt2-full")
+        let batch = reference.batch
+        let model = try Transformer(checkpoint: reference.checkpoint, maxBatchSize: 4, maxSequenceLength: batch.sequenceLength)
+        let grouping = try GroupingRegistry.builtIn.resolve(strategy: "all-layer", options: [:],
+                                                            parameters: model.trainableParameterInfos, threshold: 0.5)
+        func pass(_ policy: BookKeeper.ExampleGradientPolicy, budget: Int) throws -> (peak: Int, gradients: [Float]) {
+            let engine = try PrivateGradient(model: model, grouping: grouping, clipping: .abadi)
+            engine.exampleGradientPolicy = policy
+            engine.keptGradientBudget = budget
+            model.zeroGradients()
+            try engine.accumulate(batch)
+            #expect(engine.bookBytesHeld == 0)
+            return (engine.peakBookBytes, (0..<model.gradients.count).map { model.gradients.storage.base[$0] })
+        }
+        let never = try pass(.never, budget: .max), unlimited = try pass(.always, budget: .max)
+        let none = try pass(.always, budget: 0)
+        #expect(none.peak == never.peak && none.gradients == never.gradients, "a zero budget keeps nothing")
+        try #require(unlimited.peak > never.peak, "keeping every layer holds more than the books it replaces")
+        let half = (unlimited.peak - never.peak) / 2
+        let capped = try pass(.always, budget: half)
+        #expect(capped.peak <= half + never.peak && capped.peak != never.peak,
+                "peak \(capped.peak) with budget \(half): never keeps \(never.peak), unlimited \(unlimited.peak)")
+        for (name, result) in [("unlimited", unlimited), ("capped", capped)] {
+            _ = ReferenceModelTests.expectEachTensorClose(result.gradients, never.gradients, in: model.gradients, bound: 1e-5, name)
+        }
+    }
+
     /// Per-expert book-keeping on the Mixtral fixture: an example that routes no token to an
     /// expert has norm 0 in that expert's group (clip factor 1 under abadi), an expert without
     /// any token contributes nothing, and the per-expert books are freed as each group closes.

@@ -60,7 +60,7 @@ import Testing
         let rows = RowLayout(paddedLengths: Self.lengths, sequenceLength: Self.T)
         let targets = [Tensor(zeros: [Self.OUT, Self.IN]), Tensor(zeros: [Self.OUT, Self.IN])]
         let keeper = BookKeeper(clipping: .abadi, thresholds: [1e9], groupOfTensor: [0, 0],
-                                targets: targets.map(\.pointer), tensorSizes: targets.map(\.count), tiedTensor: nil)
+                                targets: targets.map(\.pointer), tiedTensor: nil)
         let scratch = Tensor(zeros: [e.count])
         keeper.beginBackward(rows: rows, ids: Self.noIds)
         for tensor in 0..<2 {
@@ -86,7 +86,7 @@ import Testing
         let shapes = [[Self.OUT, Self.IN], [Self.OUT], [Self.OUT, Self.IN]]
         let targets = shapes.map { Tensor(zeros: $0) }
         let keeper = BookKeeper(clipping: .abadi, thresholds: [1e9], groupOfTensor: [0, 0, 0],
-                                targets: targets.map(\.pointer), tensorSizes: targets.map(\.count), tiedTensor: nil)
+                                targets: targets.map(\.pointer), tiedTensor: nil)
         keeper.exampleGradientPolicy = .never
         let scratch = Tensor(zeros: [e.count])
         keeper.beginBackward(rows: rows, ids: Self.noIds)
@@ -118,8 +118,7 @@ import Testing
         let (e, a) = Self.paddedInputs()
         let target = Tensor(zeros: [Self.OUT, Self.IN]), other = Tensor(zeros: [Self.OUT, Self.IN])
         let keeper = BookKeeper(clipping: .abadi, thresholds: [1e9], groupOfTensor: [0, 0],
-                                targets: [target.pointer, other.pointer], tensorSizes: [target.count, other.count],
-                                tiedTensor: nil)
+                                targets: [target.pointer, other.pointer], tiedTensor: nil)
         for rowCounts in [[3, 2], [1, 2], [3, 2], [2, 0], [3, 1]] {
             let rows = RowLayout(gathered: [RowSegment(start: 0, count: rowCounts[0], example: 0),
                                             RowSegment(start: rowCounts[0], count: rowCounts[1], example: 1)],
@@ -155,7 +154,7 @@ import Testing
         for (rows, e, a) in [(padded, e, a), (gathered, gatheredE, gatheredA)] {
             let target = Tensor(zeros: [Self.OUT, Self.IN])
             let keeper = BookKeeper(clipping: .abadi, thresholds: [threshold], groupOfTensor: [0],
-                                    targets: [target.pointer], tensorSizes: [target.count], tiedTensor: nil)
+                                    targets: [target.pointer], tiedTensor: nil)
             keeper.exampleGradientPolicy = policy
             keeper.beginBackward(rows: padded, ids: Self.noIds)
             Self.contribute(keeper, tensor: 0, e: e.pointer, a: a, scale: 0.5, rows: rows)
@@ -185,7 +184,7 @@ import Testing
         await #expect(processExitsWith: .failure) {
             let target = TensorStorage(count: 1), e = TensorStorage(count: 1), a = TensorStorage(count: 1)
             let keeper = BookKeeper(clipping: .abadi, thresholds: [1], groupOfTensor: [0, 0],
-                                    targets: [target.base, target.base], tensorSizes: [1, 1], tiedTensor: nil)
+                                    targets: [target.base, target.base], tiedTensor: nil)
             let rows = RowLayout(paddedLengths: [1], sequenceLength: 1)
             var id: Int32 = 0
             keeper.beginBackward(rows: rows, ids: &id)

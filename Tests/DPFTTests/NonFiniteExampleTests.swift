@@ -196,8 +196,7 @@ import Testing
                     policy: BookKeeper.ExampleGradientPolicy) -> Outcome {
         let targets = scenario.targetShapes.map { Tensor(zeros: $0) }
         let keeper = BookKeeper(clipping: clipping, thresholds: [1], groupOfTensor: scenario.groupOfTensor,
-                                targets: targets.map(\.pointer), tensorSizes: targets.map(\.count),
-                                tiedTensor: scenario.tiedTensor)
+                                targets: targets.map(\.pointer), tiedTensor: scenario.tiedTensor)
         keeper.exampleGradientPolicy = policy
         var ids = scenario.ids.isEmpty ? [Int32](repeating: 0, count: padded.rows) : scenario.ids
         ids.withUnsafeMutableBufferPointer { ids in

@@ -27,7 +27,7 @@ import Testing
                             _ contribute: (BookKeeper, RowLayout) -> Void) -> Double {
         let targets = (0..<tensors).map { _ in Tensor(zeros: [targetCount]) }
         let keeper = BookKeeper(clipping: .abadi, thresholds: [1], groupOfTensor: Array(repeating: 0, count: tensors),
-                                targets: targets.map(\.pointer), tensorSizes: targets.map(\.count), tiedTensor: tiedTensor)
+                                targets: targets.map(\.pointer), tiedTensor: tiedTensor)
         keeper.exampleGradientPolicy = policy
         let rows = RowLayout(paddedLengths: [length], sequenceLength: length)
         keeper.beginBackward(rows: rows, ids: ids)

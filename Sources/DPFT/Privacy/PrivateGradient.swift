@@ -68,8 +68,7 @@ public final class PrivateGradient {
         if let missing = groupOfTensor.firstIndex(of: -1) { throw PrivacyError.parameterNotGrouped(names[missing]) }
         let tied = model.config.tiedEmbeddings ? index[model.config.embeddingName] : nil
         keeper = BookKeeper(clipping: clipping, thresholds: groups.map(\.threshold), groupOfTensor: groupOfTensor,
-                            targets: names.map { model.gradients[$0]!.pointer },
-                            tensorSizes: names.map { model.gradients[$0]!.count }, tiedTensor: tied)
+                            targets: names.map { model.gradients[$0]!.pointer }, tiedTensor: tied)
         self.model = model
         self.grouping = grouping
         self.clipping = clipping
@@ -80,6 +79,13 @@ public final class PrivateGradient {
     var exampleGradientPolicy: BookKeeper.ExampleGradientPolicy {
         get { keeper.exampleGradientPolicy }
         set { keeper.exampleGradientPolicy = newValue }
+    }
+
+    /// Bytes of books that keeping per-example gradients may bring the held total to
+    /// (`BookKeeper.keptGradientBudget`); tests lower it to mix kept and ghost layers.
+    var keptGradientBudget: Int {
+        get { keeper.keptGradientBudget }
+        set { keeper.keptGradientBudget = newValue }
     }
 
     /// √(Σ_k R_k²): the sensitivity of the clipped sum to one example.
