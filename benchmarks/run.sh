@@ -58,39 +58,76 @@ python_line() {
     echo "$seconds" >"$scratch/last"
 }
 
-# model_section ARGS... → for one model (dpft bench step's and the tools/ scripts' shared
-# options: --config, --batch-size, --sequence-length, --steps), full fine-tuning and LoRA r=8:
-# dpft non-private, PyTorch non-private (ratio dpft/PyTorch: target ≤ 1.0), dpft private per
-# clipping style (ratio to dpft non-private: target ≤ 1.10 full, ≤ 1.03 LoRA), then Opacus
-# ghost clipping (full) and private dpft's tokens/s against PyTorch and Opacus.
+# private_line LABEL RATIO SECONDS ARGS... → prints a private style's ratio and median s/step
+# from the comparison in turns (`dpft bench step --compare`), then runs it alone
+# (`dpft bench step ARGS`) for its book bytes and peak RSS; keeps that run's JSON in
+# $scratch/last.json.
+private_line() {
+    local label=$1 ratio=$2 seconds=$3 log json books rss
+    shift 3
+    log=$(mktemp)
+    json=$(/usr/bin/time -v "$bin" bench step --json "$@" 2>"$log")
+    echo "$json" >"$scratch/last.json"
+    books=$(sed -E 's/.*"peak_book_bytes":([0-9]+).*/\1/' <<<"$json")
+    rss=$(awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$log")
+    rm -f "$log"
+    awk -v l="$label" -v s="$seconds" -v q="$ratio" -v k="$books" -v r="$rss" \
+        'BEGIN { printf "  ratio %.2f  %-34s %7.3f s/step  books %6.1f MiB  peak RSS %s MiB\n", q, l, s, k / 1048576, r }'
+}
+
+# compared FIELD INDEX → the INDEX-th (1-based) number of the array FIELD in the last comparison.
+compared() { sed -E "s/.*\"$1\":\[([^]]*)\].*/\1/" "$scratch/compare.json" | cut -d, -f"$2"; }
+
+# model_section ROUNDS STEPS ARGS... → for one model (dpft bench step's and the tools/ scripts'
+# shared options: --config, --batch-size, --sequence-length), full fine-tuning and LoRA r=8:
+# dpft non-private, PyTorch non-private (ratio dpft/PyTorch: target ≤ 1.0), then each private
+# clipping style against dpft's non-private step (target ≤ 1.10 full, ≤ 1.03 LoRA): the median
+# over ROUNDS rounds of `dpft bench step --compare`, which takes one step of every style in
+# turns on one model (this shared machine's speed drifts by tens of per cent between
+# processes), with book bytes and peak RSS from one step of the style alone (STEPS steps for
+# all-layer full, whose JSON the noise section reads); then Opacus ghost clipping (full) and
+# private dpft's tokens/s against PyTorch and Opacus. STEPS: timed steps of the other lines.
 model_section() {
-    local have_python="" torch_full="" opacus="" private_full=""
+    local rounds=$1 steps=$2 have_python="" torch_full="" opacus="" private_full=""
+    shift 2
     if [ -x tools/.venv/bin/python ]; then have_python=1; fi
+    local styles=(all-layer layer-wise per-block all-layer:automatic)
     for lora in "" "--lora-rank 8"; do
         local kind=${lora:+LoRA r=8}
         kind=${kind:-full}
         # shellcheck disable=SC2086
-        step_line "dpft non-private ($kind)" "" "$@" $lora
+        step_line "dpft non-private ($kind)" "" "$@" --steps "$steps" $lora
         local baseline
         baseline=$(cat "$scratch/last")
         if [ -n "$have_python" ]; then
             # shellcheck disable=SC2086
-            python_line "PyTorch non-private ($kind)" "$baseline" bench_torch_step.py "$@" $lora
+            python_line "PyTorch non-private ($kind)" "$baseline" bench_torch_step.py "$@" --steps "$steps" $lora
             if [ -z "$lora" ]; then torch_full=$(cat "$scratch/last"); fi
         fi
-        for style in all-layer layer-wise per-block; do
-            # shellcheck disable=SC2086
-            step_line "dpft private $style ($kind)" "$baseline" "$@" --private "$style" $lora
-            if [ "$style $kind" = "all-layer full" ]; then
-                cp "$scratch/last.json" "$scratch/private-full.json"
-                private_full=$(cat "$scratch/last")
-            fi
-        done
+        local compare_args=() style
+        for style in "${styles[@]}"; do compare_args+=(--compare "$style"); done
         # shellcheck disable=SC2086
-        step_line "dpft private all-layer automatic ($kind)" "$baseline" "$@" --private all-layer --clipping automatic $lora
+        "$bin" bench step --json "${compare_args[@]}" --rounds "$rounds" "$@" $lora | grep -v '^$' >"$scratch/compare.json"
+        local index=2
+        for style in "${styles[@]}"; do
+            local grouping=${style%%:*} clipping=abadi label alone=1
+            if [ "$style $kind" = "all-layer full" ]; then alone=$steps; fi
+            if [ "$style" != "$grouping" ]; then clipping=${style#*:}; fi
+            label="dpft private $grouping"
+            if [ "$clipping" != abadi ]; then label+=" $clipping"; fi
+            label+=" ($kind)"
+            # shellcheck disable=SC2086
+            private_line "$label" "$(compared median_ratios $index)" "$(compared median_seconds $index)" \
+                "$@" --steps "$alone" --private "$grouping" --clipping "$clipping" $lora
+            if [ "$style $kind" = "all-layer full" ]; then
+                private_full=$(compared median_seconds $index)
+                cp "$scratch/last.json" "$scratch/private-full.json"
+            fi
+            index=$((index + 1))
+        done
     done
     if [ -n "$have_python" ]; then
-        python_line "Opacus ghost clipping, private (full)" "$private_full" bench_opacus_step.py "$@"
+        python_line "Opacus ghost clipping, private (full)" "$private_full" bench_opacus_step.py "$@" --steps "$steps"
         opacus=$(cat "$scratch/last")
         awk -v p="$private_full" -v t="$torch_full" -v o="$opacus" \
             'BEGIN { printf "  private dpft (all-layer, full) tokens/s = %.2f × PyTorch non-private (target ≥ 0.9), %.2f × Opacus ghost clipping (target ≥ 2)\n", t / p, o / p }'
@@ -100,12 +137,12 @@ model_section() {
 }
 
 echo "== training steps on the reference GPT (DESIGN.md §8: d=256, 4 layers, vocab 8192, B=16, T=128), SGD, noise σ = 1, same run"
-model_section --steps 9  # the median of 9 steps: the noise share below is a median of per-step ratios
+model_section 15 9  # 15 rounds in turns; 9 steps alone: the noise share below is a median of per-step ratios
 cp "$scratch/private-full.json" "$scratch/reference-private-full.json"
 
 echo
 echo "== training steps on GPT-2 small (recipes/models/gpt2-small.json: 124 M parameters, B=8, T=128), same run"
-model_section --config recipes/models/gpt2-small.json --batch-size 8 --steps 3
+model_section 5 3 --config recipes/models/gpt2-small.json --batch-size 8
 cp "$scratch/private-full.json" "$scratch/gpt2-small-private-full.json"
 
 echo

@@ -81,6 +81,19 @@ import Testing
         let layerWise = try StepBenchmark.run(config: config, batchSize: 3, sequenceLength: 8, steps: 1, grouping: "all-layer")
         #expect(layerWise.peakBookBytes > 0)
 
+        // `--compare`: every round times one step of each variant, the non-private one first.
+        let comparison = try StepBenchmark.compare(config: config, batchSize: 3, sequenceLength: 8, rounds: 3,
+                                                   privateVariants: [.init(grouping: "all-layer"),
+                                                                     .init(grouping: "layer-wise", clipping: .automatic(gamma: 0.01))])
+        #expect(comparison.variants.map(\.grouping) == [nil, "all-layer", "layer-wise"])
+        #expect(comparison.seconds.count == 3 && comparison.seconds.allSatisfy { $0.count == 3 && $0.allSatisfy { $0 > 0 } })
+        let ratios = comparison.seconds.map { $0[2] / $0[0] }.sorted()
+        #expect(comparison.medianRatio(2) == ratios[1] && comparison.ratios(0).allSatisfy { $0 == 1 })
+        #expect(throws: GroupingError.self) {
+            try StepBenchmark.compare(config: config, batchSize: 3, sequenceLength: 8, rounds: 1,
+                                      privateVariants: [.init(grouping: "no-such-strategy")])
+        }
+
         func seededStep() throws -> [Float] {
             let model = try Transformer(checkpoint: Checkpoint.initialized(config: config, seed: 1), maxBatchSize: 2,
                                         maxSequenceLength: 6)
