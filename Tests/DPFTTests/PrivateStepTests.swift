@@ -168,5 +168,15 @@ import Testing
         store["a"]!.storage.base[store["a"]!.offset + 5] = .infinity
         #expect(TrainingStep.firstNonFinite(store, names: ["a", "b"])?.name == "a")
         #expect(TrainingStep.firstNonFinite(store, names: ["b"])?.index == 2)
+
+        // A tensor large enough to be screened in chunks on several cores: a NaN in the last
+        // chunk is found, and with one in an earlier chunk too, the earlier one is named.
+        let large = ParameterStore(layout: [(name: "big", shape: [300_007])])
+        large.storage.base.update(repeating: 1, count: large.count)
+        #expect(TrainingStep.firstNonFinite(large, names: ["big"]) == nil)
+        large.storage.base[300_001] = .nan
+        #expect(TrainingStep.firstNonFinite(large, names: ["big"])?.index == 300_001)
+        large.storage.base[70_000] = .infinity
+        #expect(TrainingStep.firstNonFinite(large, names: ["big"])?.index == 70_000)
     }
 }

@@ -132,8 +132,7 @@ public final class PrivateGradient {
         let start = DispatchTime.now().uptimeNanoseconds
         noise.addGaussian(to: buffer, noiseMultiplier: noiseMultiplier, sensitivity: totalSensitivity)
         lastNoiseSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        let inverse = Float(1 / expectedBatchSize)
-        for i in buffer.indices { buffer[i] *= inverse }
+        TrainingStep.scale(buffer.baseAddress!, count: buffer.count, by: Float(1 / expectedBatchSize))
         examplesAccumulated = 0
     }
 

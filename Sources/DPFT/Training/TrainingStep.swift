@@ -188,19 +188,35 @@ public final class TrainingStep {
         for name in names {
             guard let tensor = store[name] else { continue }
             let base = tensor.storage.base + tensor.offset, count = tensor.count
-            var screen = SIMD16<Float>(repeating: 0)
-            var i = 0
-            while i + 16 <= count {
-                let v = UnsafeRawPointer(base + i).loadUnaligned(as: SIMD16<Float>.self)
-                screen += v - v
-                i += 16
-            }
-            var tail: Float = 0
-            while i < count { tail += base[i] - base[i]; i += 1 }
-            if (screen.sum() + tail).isFinite { continue }
+            if allFinite(base, count: count) { continue }
             if let index = (0..<count).first(where: { !base[$0].isFinite }) { return (name, index, base[index]) }
         }
         return nil
+    }
+
+    /// True when `count` floats at `base` are all finite: x − x is 0 for a finite x and NaN
+    /// otherwise, summed in sixteen lanes, the chunks of a large tensor on every core (two such
+    /// screens and a ÷ B per step took 60 ms of GPT-2 small's step on one core).
+    private static func allFinite(_ base: UnsafeMutablePointer<Float>, count: Int) -> Bool {
+        var chunkIsFinite = [Bool](repeating: true, count: Parallel.threadCount)
+        chunkIsFinite.withUnsafeMutableBufferPointer { flags in
+            let shared = UncheckedSendable((flags: flags, base: base))
+            let chunkSize = max(1, (count + flags.count - 1) / flags.count)
+            Parallel.forEachChunk(count, minimumPerChunk: 1 << 16) { range in
+                let base = shared.value.base
+                var screen = SIMD16<Float>(repeating: 0)
+                var i = range.lowerBound
+                while i + 16 <= range.upperBound {
+                    let v = UnsafeRawPointer(base + i).loadUnaligned(as: SIMD16<Float>.self)
+                    screen += v - v
+                    i += 16
+                }
+                var tail: Float = 0
+                while i < range.upperBound { tail += base[i] - base[i]; i += 1 }
+                if !(screen.sum() + tail).isFinite { shared.value.flags[range.lowerBound / chunkSize] = false }
+            }
+        }
+        return !chunkIsFinite.contains(false)
     }
 
     /// Poisson batch → clipped sums over micro-batches → noise once → ÷ q·N (DESIGN.md §3).
@@ -265,8 +281,17 @@ public final class TrainingStep {
 
     private func scaleGradients(by factor: Float) {
         guard factor != 1 else { return }
-        let base = model.gradients.storage.base
-        for i in 0..<model.gradients.count { base[i] *= factor }
+        Self.scale(model.gradients.storage.base, count: model.gradients.count, by: factor)
+    }
+
+    /// base[0..<count] *= factor, on every core (elementwise: the result does not depend on
+    /// the thread count).
+    static func scale(_ base: UnsafeMutablePointer<Float>, count: Int, by factor: Float) {
+        let shared = UncheckedSendable(base)
+        Parallel.forEachChunk(count, minimumPerChunk: 1 << 16) { range in
+            let base = shared.value
+            for i in range { base[i] *= factor }
+        }
     }
 
     /// A shuffled epoch whose batches hold examples of similar length (less padding): shuffle,
