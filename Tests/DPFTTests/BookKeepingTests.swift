@@ -104,13 +104,20 @@ import Testing
         }
     }
 
-    /// A logical batch processed as micro-batches accumulates the same clipped sum as one pass.
-    @Test func microBatchesAccumulateTheSameClippedSum() throws {
-        let reference = try ReferenceModelTests.Reference("llama-gqa-lora")
+    /// A reference fixture's batch, its model (room for 4 examples) and a built-in grouping
+    /// with total threshold 0.5.
+    static func fixture(_ name: String, strategy: String) throws -> (TokenBatch, Transformer, Grouping) {
+        let reference = try ReferenceModelTests.Reference(name)
         let batch = reference.batch
         let model = try Transformer(checkpoint: reference.checkpoint, maxBatchSize: 4, maxSequenceLength: batch.sequenceLength)
-        let grouping = try GroupingRegistry.builtIn.resolve(strategy: "layer-wise", options: [:],
+        let grouping = try GroupingRegistry.builtIn.resolve(strategy: strategy, options: [:],
                                                             parameters: model.trainableParameterInfos, threshold: 0.5)
+        return (batch, model, grouping)
+    }
+
+    /// A logical batch processed as micro-batches accumulates the same clipped sum as one pass.
+    @Test func microBatchesAccumulateTheSameClippedSum() throws {
+        let (batch, model, grouping) = try Self.fixture("llama-gqa-lora", strategy: "layer-wise")
         let engine = try PrivateGradient(model: model, grouping: grouping, clipping: .automatic(gamma: 0.01))
         model.zeroGradients()
         try engine.accumulate(batch)
@@ -237,11 +244,7 @@ import Testing
     /// that keeping everything adds its peak stays within that half plus the never-keep books,
     /// and every budget gives the same clipped sum.
     @Test func keptGradientsStayWithinTheirBudget() throws {
-        let reference = try ReferenceModelTests.Reference("gpt2-full")
-        let batch = reference.batch
-        let model = try Transformer(checkpoint: reference.checkpoint, maxBatchSize: 4, maxSequenceLength: batch.sequenceLength)
-        let grouping = try GroupingRegistry.builtIn.resolve(strategy: "all-layer", options: [:],
-                                                            parameters: model.trainableParameterInfos, threshold: 0.5)
+        let (batch, model, grouping) = try Self.fixture("gpt2-full", strategy: "all-layer")
         func pass(_ policy: BookKeeper.ExampleGradientPolicy, budget: Int) throws -> (peak: Int, gradients: [Float]) {
             let engine = try PrivateGradient(model: model, grouping: grouping, clipping: .abadi)
             engine.exampleGradientPolicy = policy
