@@ -151,10 +151,7 @@ struct BenchCommand: ParsableCommand {
             if !compare.isEmpty { return try runComparison() }
             let world = try Communicator.world()
             if ranks > 1 && world.size == 1 { return try runUnderMPIRun() }
-            if let threads {
-                Parallel.threadCount = threads
-                BLAS.threadCount = threads
-            }
+            applyThreads()
             let modelConfig = try ModelConfig(contentsOf: URL(fileURLWithPath: config))
             let lora = loraRank.map { LoRAConfig(rank: $0, alpha: Double(2 * $0), targets: modelConfig.adaptableModuleNames) }
             let result = try StepBenchmark.run(config: modelConfig, batchSize: batchSize,
@@ -200,16 +197,16 @@ struct BenchCommand: ParsableCommand {
                 throw ValidationError("--compare times its own private configurations in one process: drop --private, --grouping-options, --ranks and --recompute-activations")
             }
             let variants = try compare.map(Self.variant)
-            if let threads {
-                Parallel.threadCount = threads
-                BLAS.threadCount = threads
-            }
+            applyThreads()
             let modelConfig = try ModelConfig(contentsOf: URL(fileURLWithPath: config))
             let lora = loraRank.map { LoRAConfig(rank: $0, alpha: Double(2 * $0), targets: modelConfig.adaptableModuleNames) }
             let comparison = try StepBenchmark.compare(config: modelConfig, batchSize: batchSize, sequenceLength: sequenceLength,
                                                        rounds: rounds, lora: lora, privateVariants: variants,
                                                        registry: try plugins.registry())
-            let names = ["non-private"] + compare
+            try report(comparison, names: ["non-private"] + compare, modelConfig: modelConfig)
+        }
+
+        private func report(_ comparison: StepBenchmark.Comparison, names: [String], modelConfig: ModelConfig) throws {
             if json {
                 let object: [String: Any] = [
                     "variants": names, "seconds": comparison.seconds, "rounds": rounds,
@@ -229,6 +226,13 @@ struct BenchCommand: ParsableCommand {
                       + (v == 0 ? "" : String(format: "  ratio %.3f (median; rounds %.3f–%.3f)", comparison.medianRatio(v),
                                               ratios.min()!, ratios.max()!)))
             }
+        }
+
+        /// --threads for BLAS and dpft's own loops, when given.
+        private func applyThreads() {
+            guard let threads else { return }
+            Parallel.threadCount = threads
+            BLAS.threadCount = threads
         }
 
         /// "all-layer" or "all-layer:automatic" (γ = 0.01, as --clipping automatic).

@@ -132,7 +132,7 @@ public final class PrivateGradient {
         let start = DispatchTime.now().uptimeNanoseconds
         noise.addGaussian(to: buffer, noiseMultiplier: noiseMultiplier, sensitivity: totalSensitivity)
         lastNoiseSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        TrainingStep.scale(buffer.baseAddress!, count: buffer.count, by: Float(1 / expectedBatchSize))
+        VectorMath.scale(buffer.baseAddress!, count: buffer.count, by: Float(1 / expectedBatchSize))
         examplesAccumulated = 0
     }
 

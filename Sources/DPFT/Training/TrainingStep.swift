@@ -281,17 +281,7 @@ public final class TrainingStep {
 
     private func scaleGradients(by factor: Float) {
         guard factor != 1 else { return }
-        Self.scale(model.gradients.storage.base, count: model.gradients.count, by: factor)
-    }
-
-    /// base[0..<count] *= factor, on every core (elementwise: the result does not depend on
-    /// the thread count).
-    static func scale(_ base: UnsafeMutablePointer<Float>, count: Int, by factor: Float) {
-        let shared = UncheckedSendable(base)
-        Parallel.forEachChunk(count, minimumPerChunk: 1 << 16) { range in
-            let base = shared.value
-            for i in range { base[i] *= factor }
-        }
+        VectorMath.scale(model.gradients.storage.base, count: model.gradients.count, by: factor)
     }
 
     /// A shuffled epoch whose batches hold examples of similar length (less padding): shuffle,
