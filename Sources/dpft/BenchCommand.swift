@@ -106,8 +106,8 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Tokens per example (T).")
         var sequenceLength: Int = 128
 
-        @Option(help: "Timed steps (after one warm-up step).")
-        var steps: Int = 5
+        @Option(help: "Timed steps (after one warm-up step; default 5).")
+        var steps: Int?
 
         @Option(help: "Train LoRA adapters of this rank on all attention and MLP modules instead of every weight.")
         var loraRank: Int?
@@ -136,8 +136,8 @@ struct BenchCommand: ParsableCommand {
                                    valueName: "grouping[:clipping]"))
         var compare: [String] = []
 
-        @Option(help: "Timed rounds of --compare (after one warm-up round).")
-        var rounds: Int = 5
+        @Option(help: "Timed rounds of --compare (after one warm-up round; default 5).")
+        var rounds: Int?
 
         @OptionGroup var plugins: PluginOptions
 
@@ -145,10 +145,12 @@ struct BenchCommand: ParsableCommand {
         var json = false
 
         func run() throws {
-            guard batchSize > 0, sequenceLength > 0, steps > 0, ranks > 0, rounds > 0, (threads ?? 1) > 0 else {
+            guard batchSize > 0, sequenceLength > 0, (steps ?? 1) > 0, ranks > 0, (rounds ?? 1) > 0, (threads ?? 1) > 0 else {
                 throw ValidationError("--batch-size, --sequence-length, --steps, --rounds, --ranks and --threads must be positive")
             }
             if !compare.isEmpty { return try runComparison() }
+            guard rounds == nil else { throw ValidationError("--rounds counts the rounds of --compare; time one configuration with --steps") }
+            let steps = self.steps ?? 5
             let world = try Communicator.world()
             if ranks > 1 && world.size == 1 { return try runUnderMPIRun() }
             applyThreads()
@@ -185,7 +187,7 @@ struct BenchCommand: ParsableCommand {
             print("dpft \(kind) step (\(modelConfig.modelType.rawValue), B=\(batchSize), T=\(sequenceLength)"
                   + (loraRank.map { ", LoRA r=\($0)" } ?? ", full") + (recomputeActivations ? ", recomputed activations" : "")
                   + ", \(result.trainableParameters) trainable): "
-                  + String(format: "%.3f s/step (median of %d), %.0f tokens/s", result.medianSeconds, steps, result.tokensPerSecond)
+                  + String(format: "%.3f s/step (median of %d), %.0f tokens/s", result.medianSeconds, result.secondsPerStep.count, result.tokensPerSecond)
                   + (`private` != nil ? String(format: ", peak books %.1f MiB", Double(result.peakBookBytes) / 1_048_576) : "")
                   + (result.medianNoiseShare.map { String(format: ", noise %.1f%% of the step", 100 * $0) } ?? "")
                   + processes)
@@ -193,9 +195,10 @@ struct BenchCommand: ParsableCommand {
 
         /// `--compare`: the private variants against the non-private step, in turns on one model.
         private func runComparison() throws {
-            guard `private` == nil, ranks == 1, !recomputeActivations, groupingOptions == "{}" else {
-                throw ValidationError("--compare times its own private configurations in one process: drop --private, --grouping-options, --ranks and --recompute-activations")
+            guard `private` == nil, ranks == 1, !recomputeActivations, groupingOptions == "{}", steps == nil else {
+                throw ValidationError("--compare times its own private configurations in rounds in one process: drop --private, --grouping-options, --ranks, --recompute-activations and --steps (use --rounds)")
             }
+            let rounds = self.rounds ?? 5
             let variants = try compare.map(Self.variant)
             applyThreads()
             let modelConfig = try ModelConfig(contentsOf: URL(fileURLWithPath: config))
@@ -209,7 +212,7 @@ struct BenchCommand: ParsableCommand {
         private func report(_ comparison: StepBenchmark.Comparison, names: [String], modelConfig: ModelConfig) throws {
             if json {
                 let object: [String: Any] = [
-                    "variants": names, "seconds": comparison.seconds, "rounds": rounds,
+                    "variants": names, "seconds": comparison.seconds, "rounds": comparison.seconds.count,
                     "median_seconds": names.indices.map(comparison.medianSeconds),
                     "median_ratios": names.indices.map(comparison.medianRatio),
                     "batch_size": batchSize, "sequence_length": sequenceLength, "lora_rank": loraRank as Any,
@@ -218,7 +221,7 @@ struct BenchCommand: ParsableCommand {
                 return
             }
             print("dpft steps in turns (\(modelConfig.modelType.rawValue), B=\(batchSize), T=\(sequenceLength)"
-                  + (loraRank.map { ", LoRA r=\($0)" } ?? ", full") + ", \(rounds) rounds after one warm-up round):")
+                  + (loraRank.map { ", LoRA r=\($0)" } ?? ", full") + ", \(comparison.seconds.count) rounds after one warm-up round):")
             for (v, name) in names.enumerated() {
                 let ratios = comparison.ratios(v)
                 print("  " + name.padding(toLength: max(name.count, 22), withPad: " ", startingAt: 0)
