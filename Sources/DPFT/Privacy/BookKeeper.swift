@@ -208,7 +208,7 @@ final class BookKeeper: GradientSink {
         precondition(rows.batchSize == batchSize, "one segment per example")
         let group = groupOfTensor[tensor]
         let squaredScale = Double(scale) * Double(scale)
-        if !isTiedHead && keepsExampleGradients(group: group, inFeatures: inFeatures, outFeatures: outFeatures, rows: rows) {
+        if !isTiedHead && keepsExampleGradients(inFeatures: inFeatures, outFeatures: outFeatures, rows: rows) {
             keepExampleGradients(tensor: tensor, group: group, e: e, eStride: eStride, a: a, aStride: aStride,
                                  inFeatures: inFeatures, outFeatures: outFeatures, scale: scale, rows: rows)
             return
@@ -262,7 +262,7 @@ final class BookKeeper: GradientSink {
     /// instantiation) followed by the clipped-sum GEMM: the GEMM costs what the B products do,
     /// so the norm's work is what keeping saves, at `keepingCost` per element, while the books
     /// held, these gradients included, fit `keptGradientBudget`.
-    private func keepsExampleGradients(group: Int, inFeatures: Int, outFeatures: Int, rows: RowLayout) -> Bool {
+    private func keepsExampleGradients(inFeatures: Int, outFeatures: Int, rows: RowLayout) -> Bool {
         let width = inFeatures * outFeatures
         switch exampleGradientPolicy {
         case .never: return false

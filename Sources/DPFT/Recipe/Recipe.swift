@@ -95,8 +95,12 @@ public struct Recipe: Sendable, Equatable {
     /// alternatives (`epochs`/`steps`, `target_epsilon`/`noise_multiplier`) only the one in use
     /// appears, and keys that do not apply to the chosen variant are left out.
     public var resolvedJSON: String {
-        RecipeResolution.resolvedJSON(of: self).text(.pretty(indent: 2, inlineArrayWidth: 72))
+        RecipeResolution.resolvedJSON(of: self).text(Self.resolvedStyle)
     }
+
+    /// How `resolvedJSON` and `hashedJSON` are written: one style, so that a recipe without
+    /// the keys outside the hash hashes its resolved text exactly.
+    private static let resolvedStyle = JSONStyle.pretty(indent: 2, inlineArrayWidth: 72)
 
     /// SHA-256 of `hashedJSON` (UTF-8), as 64 lowercase hex digits: what the ledger publishes
     /// and what `--resume` compares.
@@ -115,8 +119,7 @@ public struct Recipe: Sendable, Equatable {
     var hashedJSON: String {
         var masked = self
         if masked.privacy?.noiseSeed != nil { masked.privacy!.noiseSeed = 0 }
-        return RecipeResolution.resolvedJSON(of: masked, leavingOut: Self.keysOutsideTheHash)
-            .text(.pretty(indent: 2, inlineArrayWidth: 72))
+        return RecipeResolution.resolvedJSON(of: masked, leavingOut: Self.keysOutsideTheHash).text(Self.resolvedStyle)
     }
 
     /// Keys that change how a run uses memory and time but never what it computes:
