@@ -20,26 +20,40 @@ peak_rss "$bin" bench gemm
 
 echo
 scratch=$(mktemp -d)
-# step_line LABEL BASELINE_SECONDS ARGS... → runs `dpft bench step ARGS --json` and prints
-# seconds per step, the ratio to BASELINE_SECONDS (if given), book bytes and peak RSS.
-step_line() {
-    local label=$1 baseline=$2 log json seconds books rss
-    shift 2
+# run_step ARGS... → runs `dpft bench step --json ARGS` under /usr/bin/time and keeps its JSON,
+# seconds per step and peak RSS (MiB) in $scratch/last.json, last and last.rss.
+run_step() {
+    local log json
     log=$(mktemp)
     json=$(/usr/bin/time -v "$bin" bench step --json "$@" 2>"$log")
-    seconds=$(sed -E 's/.*"seconds_per_step":([0-9.eE+-]+).*/\1/' <<<"$json")
-    books=$(sed -E 's/.*"peak_book_bytes":([0-9]+).*/\1/' <<<"$json")
-    rss=$(awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$log")
-    rm -f "$log"
-    if [ -n "$baseline" ]; then
-        awk -v l="$label" -v s="$seconds" -v b="$baseline" -v k="$books" -v r="$rss" \
-            'BEGIN { printf "  ratio %.2f  %-34s %7.3f s/step  books %6.1f MiB  peak RSS %s MiB\n", s / b, l, s, k / 1048576, r }'
-    else
-        awk -v l="$label" -v s="$seconds" -v r="$rss" 'BEGIN { printf "  %-46s %7.3f s/step                    peak RSS %s MiB\n", l, s, r }'
-    fi
-    echo "$seconds" >"$scratch/last"
     echo "$json" >"$scratch/last.json"
-    echo "$rss" >"$scratch/last.rss"
+    sed -E 's/.*"seconds_per_step":([0-9.eE+-]+).*/\1/' <<<"$json" >"$scratch/last"
+    awk -F': ' '/Maximum resident set size/ { printf "%.1f\n", $2 / 1024 }' "$log" >"$scratch/last.rss"
+    rm -f "$log"
+}
+
+# ratio_row RATIO LABEL SECONDS → prints a private line: its ratio, seconds per step, and the
+# book bytes and peak RSS of the last run_step.
+ratio_row() {
+    local books
+    books=$(sed -E 's/.*"peak_book_bytes":([0-9]+).*/\1/' "$scratch/last.json")
+    awk -v q="$1" -v l="$2" -v s="$3" -v k="$books" -v r="$(cat "$scratch/last.rss")" \
+        'BEGIN { printf "  ratio %.2f  %-34s %7.3f s/step  books %6.1f MiB  peak RSS %s MiB\n", q, l, s, k / 1048576, r }'
+}
+
+# step_line LABEL BASELINE_SECONDS ARGS... → runs `dpft bench step ARGS` (run_step) and prints
+# seconds per step, the ratio to BASELINE_SECONDS (if given), book bytes and peak RSS.
+step_line() {
+    local label=$1 baseline=$2 seconds
+    shift 2
+    run_step "$@"
+    seconds=$(cat "$scratch/last")
+    if [ -n "$baseline" ]; then
+        ratio_row "$(awk -v s="$seconds" -v b="$baseline" 'BEGIN { print s / b }')" "$label" "$seconds"
+    else
+        awk -v l="$label" -v s="$seconds" -v r="$(cat "$scratch/last.rss")" \
+            'BEGIN { printf "  %-46s %7.3f s/step                    peak RSS %s MiB\n", l, s, r }'
+    fi
 }
 
 # python_line LABEL BASELINE_SECONDS SCRIPT ARGS... → runs a tools/ benchmark script under
@@ -59,20 +73,13 @@ python_line() {
 }
 
 # private_line LABEL RATIO SECONDS ARGS... → prints a private style's ratio and median s/step
-# from the comparison in turns (`dpft bench step --compare`), then runs it alone
-# (`dpft bench step ARGS`) for its book bytes and peak RSS; keeps that run's JSON in
-# $scratch/last.json.
+# from the comparison in turns (`dpft bench step --compare`), with the book bytes and peak RSS
+# of the style run alone (run_step ARGS, whose JSON stays in $scratch/last.json).
 private_line() {
-    local label=$1 ratio=$2 seconds=$3 log json books rss
+    local label=$1 ratio=$2 seconds=$3
     shift 3
-    log=$(mktemp)
-    json=$(/usr/bin/time -v "$bin" bench step --json "$@" 2>"$log")
-    echo "$json" >"$scratch/last.json"
-    books=$(sed -E 's/.*"peak_book_bytes":([0-9]+).*/\1/' <<<"$json")
-    rss=$(awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$log")
-    rm -f "$log"
-    awk -v l="$label" -v s="$seconds" -v q="$ratio" -v k="$books" -v r="$rss" \
-        'BEGIN { printf "  ratio %.2f  %-34s %7.3f s/step  books %6.1f MiB  peak RSS %s MiB\n", q, l, s, k / 1048576, r }'
+    run_step "$@"
+    ratio_row "$ratio" "$label" "$seconds"
 }
 
 # compared FIELD INDEX → the INDEX-th (1-based) number of the array FIELD in the last comparison.
