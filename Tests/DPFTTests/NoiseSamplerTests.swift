@@ -48,7 +48,7 @@ struct NoiseSamplerTests {
     /// tail branch itself is tested far out below.
     @Test func tailMassOfAMillionDraws() {
         let n = Double(Self.draws.count)
-        for t in [ZigguratTable.shared.edge[1], 4.0] {
+        for t in [NoiseGrid(standardDeviation: 1).ziggurat.r, 4.0] {
             let p = 2 * Self.upperTail(t)
             let count = Double(Self.draws.filter { abs($0) > t }.count)
             let sd = (n * p * (1 - p)).squareRoot()
@@ -62,11 +62,11 @@ struct NoiseSamplerTests {
     /// 2.2·10³, 7.6), within 4 binomial standard deviations, and beyond 7σ at most 3 (expected 0.01).
     @Test func tailBranchMassBeyondFourFiveSixSigma() {
         var words = KeystreamWords(key: .init(data: [UInt8](repeating: 7, count: 32)), stream: 7, block: 0, chunkWords: 100_000)
-        let r = ZigguratTable.shared.edge[1]
+        let r = NoiseGrid(standardDeviation: 1).ziggurat.r
         let n = 1_000_000
         var beyond = [4.0: 0, 5.0: 0, 6.0: 0, 7.0: 0]
         for _ in 0..<n {
-            let z = GaussianSampler.tail(beyond: r, words: &words)
+            let z = r + GaussianSampler.tailExcess(beyond: r, words: &words)
             for t in beyond.keys where z > t { beyond[t]! += 1 }
         }
         for t in [4.0, 5.0, 6.0] {
@@ -84,7 +84,8 @@ struct NoiseSamplerTests {
         var words = KeystreamWords(fixedWords: [0, 0, 1 << 63])
         #expect(words.nextFullPrecisionUniform() == (0.5 + 0x1p-53) * 0x1p-128)
         words = KeystreamWords(fixedWords: [0, 0, 1 << 63] + [UInt64](repeating: 0, count: 7) + [1 << 63])
-        let z = GaussianSampler.tail(beyond: ZigguratTable.shared.edge[1], words: &words)
+        let r = NoiseGrid(standardDeviation: 1).ziggurat.r
+        let z = r + GaussianSampler.tailExcess(beyond: r, words: &words)
         #expect(z > 28, "tail draw \(z)")
     }
 
@@ -166,67 +167,134 @@ struct NoiseSamplerTests {
     }
 
     /// The vectorised common path (`dpft_noise_fast_pass`, C, one build per x86-64 level) against
-    /// the rectangle branch written out one coordinate at a time here: the same bits for every
-    /// inside point (noise added to the snapped value, rounded to Float once), untouched values
-    /// and the right (index, word) pairs for every outside point. Inputs cover small, huge
-    /// (past 2⁵¹ grid units, where snapping takes the library rounding) and negative values.
+    /// the rectangle branch written out one coordinate at a time (`rectangleNoise`, proposals
+    /// read from the words byte by byte): the same bits for every settled coordinate (noise
+    /// added to the snapped value, rounded to Float once), untouched values and the right
+    /// (index, proposal) pairs for every other. Inputs cover small, huge (past 2⁵¹ grid units,
+    /// where snapping takes the library rounding) and negative values; proposals cover the tail
+    /// zone, a wedge cell and a Lemire product whose low bits are below the cell count.
     @Test func vectorFastPassEqualsTheScalarRectangleBranch() {
-        let table = ZigguratTable.shared
         let grid = NoiseGrid(standardDeviation: 0.37)
+        let ziggurat = grid.ziggurat
         let inverseSpacing = 1 / grid.spacing
+        let count = GaussianSampler.passSize - 3  // a pass whose tags start mid-word
         var source = NoiseSource.seeded(21)
-        // Every 31st word has the largest u, which is outside every strip's rectangle.
-        let words = (0..<GaussianSampler.passSize).map { j in
-            (j % 31 == 0 ? (1 << 53) - 1 : UInt64((source.nextUniform() * 0x1p53).rounded(.down))) << 11
-                | UInt64((source.nextUniform() * 2048).rounded(.down))
+        var words = (0..<GaussianSampler.wordsPerPass(count)).map { _ in UInt64((source.nextUniform() * 0x1p53).rounded(.down)) << 11 | UInt64((source.nextUniform() * 2048).rounded(.down)) }
+        // Proposal j's bytes: 32 cell bits at 4j, the tag at 4·count + 2j (little-endian).
+        func set(_ j: Int, bits: UInt32, tag: UInt16) {
+            words.withUnsafeMutableBytes { raw in
+                raw.storeBytes(of: bits.littleEndian, toByteOffset: 4 * j, as: UInt32.self)
+                raw.storeBytes(of: tag.littleEndian, toByteOffset: 4 * count + 2 * j, as: UInt16.self)
+            }
         }
-        let inputs = (0..<GaussianSampler.passSize).map { j -> Float in
+        set(3, bits: .max, tag: 0x3FF)  // box 0's last cell: the tail zone
+        set(4, bits: 0, tag: 0x205)  // product 0: low bits below the cells
+        let wedge = UInt64(ziggurat.inner[9])  // box 9's first cell outside the rectangle
+        set(5, bits: UInt32((((wedge << 38) + (1 << 37)) / ziggurat.cells[9]) >> 6), tag: 0x109)
+        let inputs = (0..<count).map { j -> Float in
             let base = Float(source.nextUniform() - 0.5)
             return j % 17 == 0 ? base * 3e16 : j % 5 == 0 ? base * 1e-6 : base
         }
         var values = inputs
         var pendingIndex = [UInt32](repeating: 0, count: GaussianSampler.passSize)
-        var pendingWord = [UInt64](repeating: 0, count: GaussianSampler.passSize)
+        var pendingProposal = [UInt64](repeating: 0, count: GaussianSampler.passSize)
         let listed = values.withUnsafeMutableBufferPointer { v in
             words.withUnsafeBufferPointer { w in
-                table.innerLimit.withUnsafeBufferPointer { limit in
-                    grid.stripScale.withUnsafeBufferPointer { scale in
-                        pendingIndex.withUnsafeMutableBufferPointer { index in
-                            pendingWord.withUnsafeMutableBufferPointer { word in
-                                GaussianSampler.fastPass(v, 0..<v.count, w, innerLimit: limit, stripScale: scale,
-                                                         inverseSpacing: inverseSpacing, spacing: grid.spacing,
-                                                         pendingIndex: index, pendingWord: word)
-                            }
+                ziggurat.bounds.withUnsafeBufferPointer { bounds in
+                    pendingIndex.withUnsafeMutableBufferPointer { index in
+                        pendingProposal.withUnsafeMutableBufferPointer { proposal in
+                            GaussianSampler.fastPass(v, 0..<count, w, bounds: bounds, inverseSpacing: inverseSpacing,
+                                                     spacing: grid.spacing, pendingIndex: index, pendingProposal: proposal)
                         }
                     }
                 }
             }
         }
         var expectedOutside: [Int] = []
-        for (j, word) in words.enumerated() {
-            let strip = Int(word & 0xFF), u = word >> 11
-            guard u < table.innerLimit[strip] else { expectedOutside.append(j); continue }
-            let magnitude = (Double(u) * grid.stripScale[strip]).rounded(.toNearestOrEven)
-            let k = word & 0x100 != 0 ? -magnitude : magnitude
+        for j in 0..<count {
+            let proposal = GaussianSampler.proposal(j, of: words, count: count)
+            guard let k = GaussianSampler.rectangleNoise(proposal, ziggurat: ziggurat) else { expectedOutside.append(j); continue }
             let snapped = (Double(inputs[j]) * inverseSpacing).rounded(.toNearestOrEven)
             let expected = Float((snapped + k) * grid.spacing)
             #expect(values[j].bitPattern == expected.bitPattern, "coordinate \(j): \(values[j]) vs \(expected)")
         }
-        #expect(expectedOutside.count >= 9)
+        #expect([3, 4, 5].allSatisfy(expectedOutside.contains))
         #expect(pendingIndex[0..<listed].map(Int.init) == expectedOutside)
-        #expect(pendingWord[0..<listed].elementsEqual(expectedOutside.map { words[$0] }))
+        #expect(pendingProposal[0..<listed].elementsEqual(expectedOutside.map { GaussianSampler.proposal($0, of: words, count: count) }))
         #expect(expectedOutside.allSatisfy { values[$0].bitPattern == inputs[$0].bitPattern })
+        #expect(count - expectedOutside.count > count * 9 / 10, "most proposals settle in the fast path")
     }
 
-    /// The strips close at the mode: the base edge solves to Marsaglia & Tsang's r =
-    /// 3.6541528853610088 and every strip has the base strip's area v.
-    @Test func zigguratStripsHaveEqualArea() {
-        let table = ZigguratTable.shared
-        #expect(abs(table.edge[1] - 3.6541528853610088) < 1e-9)
-        let area = table.edge[0] * table.height[1]
-        for i in 1..<ZigguratTable.strips {
-            let strip = table.edge[i] * (table.height[i + 1] - table.height[i])
-            #expect(abs(strip - area) / area < 1e-9, "strip \(i): \(strip) vs \(area)")
+    /// The slow path finishes Lemire's draw: a product whose low 38 bits fall below 2³⁸ mod
+    /// cells is redrawn from the next word (38 bits), and the cell that word gives, a rectangle
+    /// cell here, yields k = ±(cell + half).
+    @Test func settleRedrawsARejectedCellFromTheNextWord() {
+        let ziggurat = NoiseGrid(standardDeviation: 1).ziggurat
+        let box = 7, cells = ziggurat.cells[box], threshold = (1 << 38) % cells
+        #expect(threshold > 0)
+        let cell: UInt64 = 1234
+        let bits = ((cell << 38) + threshold + cells - 1) / cells  // the first value whose product's low bits reach the threshold
+        var words = KeystreamWords(fixedWords: [bits << 26])
+        // Proposal: cell bits 0 (product 0, rejected), box 7, negative, upper half.
+        let k = GaussianSampler.settle(0x300 | UInt64(box), ziggurat: ziggurat, words: &words)
+        #expect(k == -Double(cell + 1))
+    }
+
+    /// The grid ziggurat's boxes, recomputed in 80-bit precision from the integer table: each
+    /// covers the curve at its bottom (M_i/s ≥ f⁻¹(y_i)); every rectangle cell lies under the
+    /// curve at its box's top (L_i/s ≤ f⁻¹(y_{i+1})); the stack passes the mode only in its last
+    /// box; the tail zone holds the tail's area. For the noise's scales ≈ 98.5 % of proposals
+    /// are rectangle cells and r is Marsaglia & Tsang's 3.6541528853610088 to within a cell.
+    @Test func gridZigguratCoversTheCurveWithEqualBoxes() {
+        #if arch(x86_64)
+        for s in [1.0, 2.5, 7.3, 0x1p22, 0x1p23 - 1, 5_123_456.789] {
+            let z = GridZiggurat(scale: s)
+            let scale = Float80(s)
+            let r = Float80(z.baseCells) / scale, fr = expl(-r * r / 2)
+            let boxArea = Float80(z.cells[0]) * fr / scale
+            func halfWidth(_ y: Float80) -> Float80 { y >= 1 ? 0 : (-2 * logl(y)).squareRoot() }
+            var y = fr
+            #expect(Float80(z.inner[0]) / scale <= r)
+            for i in 1..<GridZiggurat.boxes {
+                #expect(Float80(z.cells[i]) / scale >= halfWidth(y), "s = \(s): box \(i) does not cover the curve")
+                let top = y + boxArea * scale / Float80(z.cells[i])
+                #expect(Float80(z.inner[i]) / scale <= halfWidth(top), "s = \(s): box \(i)'s rectangle passes the curve")
+                #expect(abs(Double(y) - z.bottom[i]) <= 1e-12 && z.inner[i] <= z.cells[i])
+                if s > 1000 { #expect(i == GridZiggurat.boxes - 1 || top < 1, "s = \(s): box \(i) passes the mode") }
+                y = top
+            }
+            #expect(y >= 1, "s = \(s): the stack ends below the mode at \(y)")
+            let tailArea = Float80((Double.pi / 2).squareRoot() * erfc(Double(r) / 2.squareRoot()))
+            #expect(Float80(z.cells[0] - z.baseCells) * fr / scale >= tailArea * (1 + 1e-12))
+            #expect(z.tailAcceptance > 0 && z.tailAcceptance < 1)
+            if s > 1000 {
+                let rectangles = zip(z.inner, z.cells).reduce(0.0) { $0 + Double($1.0) / Double($1.1) } / 256
+                #expect(rectangles > 0.984 && rectangles < 0.986, "s = \(s): rectangle share \(rectangles)")
+                #expect(abs(z.r - 3.6541528853610088) < 1e-3, "s = \(s): r = \(z.r)")
+            }
+        }
+        #endif
+    }
+
+    /// The whole sampler (fast and slow paths) against the exact rounded Gaussian on coarse
+    /// grids, where every grid point's probability is large and most draws take the slow path:
+    /// σ = 2.5 and 1.25 grid units, 10⁶ draws each, Pearson's χ² over k = −K … K with k ≤ −K and
+    /// k ≥ K pooled (K = 10 and 5: 20 and 10 degrees of freedom, critical values 45.31 and
+    /// 29.59 at α = 0.001).
+    @Test func coarseGridDrawsMatchTheRoundedGaussian() {
+        for (seed, sigma, bound, critical) in [(UInt64(31), 2.5, 10, 45.31), (32, 1.25, 5, 29.59)] {
+            var source = NoiseSource.seeded(seed)
+            let n = 1_000_000
+            var values = [Float](repeating: 0, count: n)
+            values.withUnsafeMutableBufferPointer { source.addGaussian(to: $0, grid: NoiseGrid(standardDeviation: sigma, spacing: 1), threads: 2) }
+            var observed = [Double](repeating: 0, count: 2 * bound + 1)
+            for value in values { observed[min(2 * bound, max(0, Int(value) + bound))] += 1 }
+            func cdf(_ k: Int) -> Double { 0.5 * erfc(-(Double(k) + 0.5) / sigma / 2.squareRoot()) }  // P(K ≤ k)
+            let expected = (-bound...bound).map { k in
+                Double(n) * (k == -bound ? cdf(k) : k == bound ? 1 - cdf(k - 1) : cdf(k) - cdf(k - 1))
+            }
+            let chiSquare = zip(observed, expected).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) / $1.1 }
+            #expect(chiSquare < critical, "σ = \(sigma) grid units: χ² = \(chiSquare)")
         }
     }
 

@@ -7,19 +7,22 @@
 /// Coordinates per call of `dpft_noise_fast_pass` at most.
 #define DPFT_NOISE_PASS 256
 
-/// The common path of the ziggurat noise sampler (GaussianSampler.fastPass in Swift, whose doc
-/// comment has the construction): for j < count, with word = words[j], strip = word & 0xFF,
-/// u = word >> 11 and sign = bit 8, where u < inner_limit[strip] sets
-///     values[j] = (float)((roundeven(values[j] * inverse_spacing) ± roundeven(u * strip_scale[strip])) * spacing)
-/// and otherwise leaves values[j] and appends j to `pending_index` and the word to
-/// `pending_word`. Returns how many were appended. `count` ≤ DPFT_NOISE_PASS.
-/// Every operation is a correctly rounded IEEE double operation with no contraction, so the
-/// result is bit-identical to the Swift loop on every CPU; the loop is compiled for AVX-512,
-/// AVX2 and baseline x86-64 and the best one the CPU has is picked at load time.
-size_t dpft_noise_fast_pass(float *values, const uint64_t *words, size_t count,
-                            const uint64_t *inner_limit, const double *strip_scale,
+/// The common path of the noise sampler (GaussianSampler.fastPass in Swift, whose doc comment
+/// has the construction). Proposal j (< count ≤ DPFT_NOISE_PASS) reads `bits`, the
+/// little-endian 32-bit integer at byte 4j of `keystream`, and `tag`, the 16-bit one at byte
+/// 4·count + 2j: box = tag & 0xFF, sign = bit 8, half = bit 9, and with
+/// bounds[box] = cells | inner << 32 the cell is (bits·2⁶ + tag >> 10)·cells >> 38 (Lemire).
+/// When the product's low 38 bits are ≥ cells and cell < inner it sets
+///     values[j] = (float)((roundeven(values[j] * inverse_spacing) ± (cell + half)) * spacing)
+/// and otherwise leaves values[j] and appends j to `pending_index` and bits << 32 | tag to
+/// `pending_proposal`. Returns how many were appended.
+/// Every operation is exact integer arithmetic or a correctly rounded IEEE double operation
+/// with no contraction, so the result is bit-identical to Swift's on every CPU; the loop is
+/// compiled for AVX-512, AVX2 and baseline x86-64 and the best one the CPU has is picked at
+/// load time.
+size_t dpft_noise_fast_pass(float *values, const void *keystream, size_t count, const uint64_t *bounds,
                             double inverse_spacing, double spacing,
-                            uint32_t *pending_index, uint64_t *pending_word);
+                            uint32_t *pending_index, uint64_t *pending_proposal);
 
 /// Words per call of `dpft_chacha20_keystream` at most (1 MiB of keystream).
 #define DPFT_KEYSTREAM_WORDS_MAX (1 << 17)

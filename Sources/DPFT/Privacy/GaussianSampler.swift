@@ -3,7 +3,8 @@ import Crypto
 import Foundation
 
 // z = a standard normal draw, σ_t = the noise standard deviation, λ = the grid spacing (a power
-// of two), s = σ_t / λ, k = the integer noise in grid units, x = a gradient coordinate.
+// of two), s = σ_t / λ, k = the integer noise in grid units, x = a gradient coordinate,
+// f(z) = exp(−z²/2).
 
 /// The Gaussian noise of DP-SGD as a floating-point-safe mechanism (DESIGN.md §3).
 ///
@@ -31,26 +32,56 @@ import Foundation
 /// is larger than σΔ by at most σ√d·2⁻²² relatively: 0.055 % for the reference GPT
 /// (d ≈ 5.3·10⁶, σ = 1), 0.27 % for GPT-2 small (d ≈ 1.24·10⁸).
 ///
-/// **The sampler.** z comes from the ziggurat of Marsaglia & Tsang ("The Ziggurat Method for
-/// Generating Random Variables", J. Statistical Software 5(8), 2000): 256 strips of equal
-/// area, one 64-bit ChaCha20 word per draw in ≈ 98.5 % of draws (8 bits strip, 1 bit sign,
-/// 53 bits position). The strip edges are solved at start to double precision (the base edge
-/// r ≈ 3.6542 closes the stack exactly). In a strip's rectangle, k = round(u · X_i · s / 2⁵³)
-/// for a 53-bit integer u, so every grid point receives ≈ 2³⁰/X_i equally likely values of u:
-/// each grid point's probability is the exact rounded-Gaussian one within a relative
-/// η ≲ 2⁻²⁶ (≥ 2²⁸ values per point, a few miscounted or misrounded at the edges). Wedges
-/// test the density exp(−z²/2) in double precision. The tail beyond r uses Marsaglia's exact method ("Generating a variable
-/// from the tail of the normal distribution", Technometrics 6, 1964) on uniforms with full
-/// floating-point resolution near 0 (a geometric exponent from leading zero bits, 52-bit
-/// significand), so draws reach past 180σ: there is no cap like Box–Muller's √(2·53·ln 2) ≈
-/// 8.57σ on 53-bit uniforms.
+/// **The sampler: a ziggurat laid on the grid.** A ziggurat (Marsaglia & Tsang, "The Ziggurat
+/// Method for Generating Random Variables", J. Statistical Software 5(8), 2000) covers the
+/// half-density f with 256 boxes of equal area and samples uniformly from their union,
+/// rejecting points above the curve. Here every box is a whole number of grid *cells* wide
+/// (cell c is [c, c + 1)/s), so that in the common case the rounding to the grid is exact
+/// integer arithmetic (`GridZiggurat`, built per grid):
+/// - Box 0 is the base: M₀ cells of height f(r), r = R/s. Its first R cells form the rectangle
+///   [0, r) × [0, f(r)); the other M₀ − R stand for the tail beyond r (area T(r) =
+///   ∫_r^∞ f ≤ (M₀ − R)·f(r)/s).
+/// - Box i ≥ 1 starts where box i − 1 ends, at height y_i; it is M_i cells wide, the fewest
+///   that cover the curve at y_i (M_i ≥ s·f⁻¹(y_i)), and M₀·f(r)/M_i high. So every box has
+///   area exactly M₀·f(r)/s. R is the largest whole number for which the stack reaches the mode.
+/// - A proposal is 48 keystream bits: 8 pick the box, 1 the sign, 1 the half of the cell, 38
+///   the cell c ∈ {0, …, M_i − 1} by Lemire's multiply-shift ("Fast Random Integer Generation
+///   in an Interval", ACM TOMACS 2019), which is exactly uniform (it redraws the few values
+///   that would bias it).
+/// - When the cell lies wholly under the curve (c < L_i, the cells left of f⁻¹(y_{i+1})),
+///   k = ±(c + half): the point is uniform in its cell, so the half it falls in is a fair bit
+///   independent of the cell, and that half alone decides round(s·z). That is ≈ 98.5 % of
+///   proposals, and their probabilities are exact rationals: no floating-point operation
+///   touches them (`dpft_noise_fast_pass`, vector code).
+/// - Otherwise (`settle`): a wedge cell takes 53 more bits for the point's position in the
+///   cell (its first bit is the half) and 53 for its height, and accepts when the height lies
+///   under f in double precision; the base's tail zone accepts with probability
+///   T(r)·s/((M₀ − R)·f(r)) and then draws z > r by Marsaglia's exact tail method
+///   ("Generating a variable from the tail of the normal distribution", Technometrics 6,
+///   1964); a rejection starts a fresh proposal.
 ///
-/// **Cost.** About 4.3 CPU ns per draw on the 2-core AMD EPYC of DESIGN.md §8, spread over
-/// both cores: ChaCha20 (OpenSSL's libcrypto, whose AVX-512 code runs at ≈ 4.5 GB/s per core
-/// there, 8 bytes per draw; `dpft_chacha20_keystream`) is ≈ 40 % of it, the vectorised common
-/// path (`dpft_noise_fast_pass`) ≈ 45 %, most of that its two table gathers per draw. `make
-/// bench` prints the share of a private full step (the budget is 2 %). The noise is a fixed
-/// cost per coordinate while the step's arithmetic grows with the batch.
+/// Uniforms in the tail have full floating-point resolution near 0 (a geometric exponent from
+/// leading zero bits, 52-bit significand), so draws reach past 180σ: there is no cap like
+/// Box–Muller's √(2·53·ln 2) ≈ 8.57σ on 53-bit uniforms.
+///
+/// **How exact.** Every rectangle cell's probability is an exact rational; Lemire's draw and
+/// the half bit are exact too. Floating point enters in three places. (1) The wedge tests: the
+/// point's coordinates and f are correctly rounded doubles, so acceptance boundaries are off by
+/// a relative ≲ 2⁻⁵⁰ (its cell and half come from the position's bits, not from a rounding).
+/// (2) The acceptance probabilities of the tail zone and Marsaglia's test, ≲ 2⁻⁵² each. As a
+/// rejection sampler normalises by the accepted mass, (1) and (2) shift every point's
+/// probability by a common relative ≲ 2⁻⁵⁰. (3) Beyond r, k = R + round(s·a) for z = r + a,
+/// with s·a a double a few ulps off (< 2²⁵, so ≲ 2⁻²⁷ of a cell): mass moves between
+/// neighbouring points beyond r by that much. So every grid point's probability is the exact
+/// rounded-Gaussian one within a relative η ≲ 2⁻⁴⁵ for |k| < R and ≲ 2⁻²⁷ beyond, where
+/// 2.6·10⁻⁴ of the draws land. (The ziggurat this replaced rounded 53-bit positions in double
+/// precision: η ≲ 2⁻²⁶ at every point.)
+///
+/// **Cost.** Six keystream bytes per proposal (ChaCha20 from OpenSSL's libcrypto, whose AVX-512
+/// code runs at ≈ 4.8 GB/s per core on the 2-core AMD EPYC of DESIGN.md §8;
+/// `dpft_chacha20_keystream`) and one 64-bit table gather. `make bench` prints the time per
+/// draw and the share of a private full step (the budget is 2 %). The noise is a fixed cost
+/// per coordinate while the step's arithmetic grows with the batch.
 ///
 /// **What it protects against.**
 /// - Mironov 2012 ("On significance of the least significant bits for differential privacy",
@@ -68,17 +99,17 @@ import Foundation
 ///   ChaCha20 keystream (RFC 8439), keyed by the operating system unless a seed is recorded.
 ///
 /// **What it does not protect against.**
-/// - The residual η: the discrete distribution actually sampled differs from the exact
-///   rounded Gaussian by a relative η ≲ 2⁻²⁶ per grid point (2⁻⁵⁰-scale in wedges and tail).
-///   No published attack uses such differences (they need outputs of zero probability), but
-///   the worst-case bound on the extra privacy loss they allow is 2ηd per step (≈ 0.16 for
-///   the reference GPT, a bound that assumes all d errors align; not a tight one). The exact
-///   alternatives — the discrete Gaussian sampled with integer arithmetic (Canonne, Kamath &
-///   Steinke, "The Discrete Gaussian for Differential Privacy", NeurIPS 2020), convolution
-///   samplers (Micciancio & Walter, "Gaussian Sampling over the Integers", CRYPTO 2017) or
-///   interval refining — cost far more random bits or time per draw than 2 % of a step allows.
-/// - Timing and cache side channels: the ziggurat's slow paths (≈ 1.5 % of draws) and its
-///   table lookups depend on the noise, not on the data; an observer who times or watches
+/// - The residual η above. No published attack uses such differences (they need outputs of
+///   zero probability). A bound on the extra privacy loss they allow is 2η per coordinate, so
+///   per step 2⁻⁴⁴·d plus 2⁻²⁶ per coordinate beyond r: for GPT-2 small (d ≈ 1.24·10⁸, on
+///   average 3.2·10⁴ coordinates beyond r) ≈ 7·10⁻⁶ + 5·10⁻⁴ (the old sampler's bound, 2⁻²⁵·d,
+///   was 3.7); not a tight bound. The exact alternatives — the discrete Gaussian sampled
+///   with integer arithmetic (Canonne, Kamath & Steinke, "The Discrete Gaussian for
+///   Differential Privacy", NeurIPS 2020), convolution samplers (Micciancio & Walter,
+///   "Gaussian Sampling over the Integers", CRYPTO 2017) or interval refining — cost far more
+///   random bits or time per draw than 2 % of a step allows.
+/// - Timing and cache side channels: the slow path (≈ 1.5 % of proposals) and the table
+///   lookups depend on the noise, not on the data; an observer who times or watches
 ///   individual draws could learn noise values (Jin et al., part 2). Only the whole step's
 ///   time is visible to a normal user, summed over millions of draws.
 /// - Floating-point error in the clipped sum x itself (e.g. Casacuberta et al., "Widespread
@@ -94,87 +125,114 @@ enum GaussianSampler {
     /// Coordinates per pass of `fastPass` (the C kernel's limit).
     static let passSize = Int(DPFT_NOISE_PASS)
 
+    /// Keystream words a pass of `count` proposals reads: 6 bytes each (`fastPass`), rounded up.
+    static func wordsPerPass(_ count: Int) -> Int { (6 * count + 7) / 8 }
+
     /// Adds y = λ·(round(x/λ) + k) to `values[range]`, with k drawn from `words`, in passes of
-    /// `passSize` coordinates: `fastPass` gives each coordinate its own next word and settles the
-    /// ≈ 98.5 % whose point lies in its strip's inner rectangle; the rest continue the same
-    /// ziggurat iteration (wedge or tail test on that point, then fresh points) with the words
-    /// that follow the pass. Every word is read once, so each coordinate's k is an independent
-    /// ziggurat draw, as in a one-at-a-time loop; separating the rare slow path lets the common
-    /// one run as vector code without branches (`dpft_noise_fast_pass`).
+    /// `passSize` coordinates: `fastPass` gives each coordinate its own proposal and settles the
+    /// ≈ 98.5 % that fall in a rectangle cell; the rest continue the same draw (`settle`) with
+    /// the words that follow the pass. Every word is read once, so each coordinate's k is an
+    /// independent draw, as in a one-at-a-time loop; separating the rare slow path lets the
+    /// common one run as vector code without branches (`dpft_noise_fast_pass`).
     static func addNoise(to values: UnsafeMutableBufferPointer<Float>, range: Range<Int>, grid: NoiseGrid,
                          words: inout KeystreamWords) {
-        let table = ZigguratTable.shared
         let inverseSpacing = 1 / grid.spacing  // a power of two: x · inverseSpacing is exact
         let pendingIndex = UnsafeMutableBufferPointer<UInt32>.allocate(capacity: passSize)
-        let pendingWord = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: passSize)
-        defer { pendingIndex.deallocate(); pendingWord.deallocate() }
-        table.innerLimit.withUnsafeBufferPointer { innerLimit in
-            grid.stripScale.withUnsafeBufferPointer { stripScale in
-                for start in stride(from: range.lowerBound, to: range.upperBound, by: passSize) {
-                    let pass = start..<min(start + passSize, range.upperBound)
-                    let count = words.withNextWords(pass.count) { passWords in
-                        fastPass(values, pass, passWords, innerLimit: innerLimit, stripScale: stripScale,
-                                 inverseSpacing: inverseSpacing, spacing: grid.spacing,
-                                 pendingIndex: pendingIndex, pendingWord: pendingWord)
-                    }
-                    for p in 0..<count {
-                        let i = pass.lowerBound + Int(pendingIndex[p])
-                        let k = settle(pendingWord[p], innerLimit: innerLimit, stripScale: stripScale, grid: grid,
-                                       table: table, words: &words)
-                        values[i] = Float((roundToEven(Double(values[i]) * inverseSpacing) + k) * grid.spacing)
-                    }
+        let pendingProposal = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: passSize)
+        defer { pendingIndex.deallocate(); pendingProposal.deallocate() }
+        grid.ziggurat.bounds.withUnsafeBufferPointer { bounds in
+            for start in stride(from: range.lowerBound, to: range.upperBound, by: passSize) {
+                let pass = start..<min(start + passSize, range.upperBound)
+                let count = words.withNextWords(wordsPerPass(pass.count)) { passWords in
+                    fastPass(values, pass, passWords, bounds: bounds, inverseSpacing: inverseSpacing,
+                             spacing: grid.spacing, pendingIndex: pendingIndex, pendingProposal: pendingProposal)
+                }
+                for p in 0..<count {
+                    let i = pass.lowerBound + Int(pendingIndex[p])
+                    let k = settle(pendingProposal[p], ziggurat: grid.ziggurat, words: &words)
+                    values[i] = Float((roundToEven(Double(values[i]) * inverseSpacing) + k) * grid.spacing)
                 }
             }
         }
     }
 
-    /// The common path for `values[pass]`, coordinate j with word `passWords[j]`: where the
-    /// point is inside its strip's rectangle, adds the noise; elsewhere leaves the value and
-    /// lists j and the word in `pendingIndex`/`pendingWord`. Returns how many were listed.
-    /// The C kernel computes, bit for bit, what `gridNoise`'s rectangle branch and the snapping
-    /// of `addNoise` compute one coordinate at a time (`GaussianSamplerTests` compares them).
+    /// The common path for `values[pass]`: proposal j takes the 32-bit little-endian integer at
+    /// byte 4j of `passWords` and the 16-bit tag at byte 4·count + 2j (`proposal(_:of:count:)`).
+    /// Where its cell is a rectangle cell, adds the noise; elsewhere leaves the value and lists
+    /// j and the proposal in `pendingIndex`/`pendingProposal`. Returns how many were listed.
+    /// The C kernel computes, bit for bit, what `rectangleNoise` and the snapping of `addNoise`
+    /// compute one coordinate at a time (`NoiseSamplerTests` compares them).
     @inline(__always)
     static func fastPass(_ values: UnsafeMutableBufferPointer<Float>, _ pass: Range<Int>, _ passWords: UnsafeBufferPointer<UInt64>,
-                         innerLimit: UnsafeBufferPointer<UInt64>, stripScale: UnsafeBufferPointer<Double>,
-                         inverseSpacing: Double, spacing: Double,
-                         pendingIndex: UnsafeMutableBufferPointer<UInt32>, pendingWord: UnsafeMutableBufferPointer<UInt64>) -> Int {
-        dpft_noise_fast_pass(values.baseAddress! + pass.lowerBound, passWords.baseAddress!, pass.count,
-                             innerLimit.baseAddress!, stripScale.baseAddress!, inverseSpacing, spacing,
-                             pendingIndex.baseAddress!, pendingWord.baseAddress!)
+                         bounds: UnsafeBufferPointer<UInt64>, inverseSpacing: Double, spacing: Double,
+                         pendingIndex: UnsafeMutableBufferPointer<UInt32>, pendingProposal: UnsafeMutableBufferPointer<UInt64>) -> Int {
+        precondition(passWords.count >= wordsPerPass(pass.count), "a pass needs 6 keystream bytes per coordinate")
+        return dpft_noise_fast_pass(values.baseAddress! + pass.lowerBound, UnsafeRawPointer(passWords.baseAddress!), pass.count,
+                                    bounds.baseAddress!, inverseSpacing, spacing,
+                                    pendingIndex.baseAddress!, pendingProposal.baseAddress!)
     }
 
-    /// Finishes a draw whose first point (`word`) fell outside its strip's rectangle: the wedge
-    /// or tail test on that point, then fresh points from `words` until one is accepted.
-    static func settle(_ word: UInt64, innerLimit: UnsafeBufferPointer<UInt64>, stripScale: UnsafeBufferPointer<Double>,
-                       grid: NoiseGrid, table: ZigguratTable, words: inout KeystreamWords) -> Double {
-        let sign = (word & 0x100) << 55
-        if let z = slowPath(strip: Int(truncatingIfNeeded: word & 0xFF), u: word >> 11, table: table, words: &words) {
-            return Double(bitPattern: roundToEven(z * grid.scale).bitPattern | sign)
+    /// Proposal j of a pass of `count` read from `words` as the C kernel reads it: the 32 cell
+    /// bits (little-endian, byte 4j) shifted up 32, over the 16-bit tag (byte 4·count + 2j).
+    static func proposal(_ j: Int, of words: [UInt64], count: Int) -> UInt64 {
+        func bytes(at offset: Int, _ length: Int) -> UInt64 {
+            (0..<length).reduce(0) { value, b in
+                let byte = (words[(offset + b) / 8] >> (8 * UInt64((offset + b) % 8))) & 0xFF
+                return value | byte << (8 * UInt64(b))
+            }
         }
-        return gridNoise(innerLimit: innerLimit, stripScale: stripScale, grid: grid, table: table, words: &words)
+        return bytes(at: 4 * j, 4) << 32 | bytes(at: 4 * count + 2 * j, 2)
     }
 
-    /// One draw of k = round(s·z), z ~ N(0, 1), as an integer-valued Double.
+    /// A proposal's fields: tag bits 0–7 the box, 8 the sign, 9 the half, 10–15 the low six of
+    /// the 38 cell bits; bits 32–63 their high 32. (Bits 16–31 are not read.)
     @inline(__always)
-    static func gridNoise(innerLimit: UnsafeBufferPointer<UInt64>, stripScale: UnsafeBufferPointer<Double>,
-                          grid: NoiseGrid, table: ZigguratTable, words: inout KeystreamWords) -> Double {
+    static func box(_ proposal: UInt64) -> Int { Int(truncatingIfNeeded: proposal & 0xFF) }
+    @inline(__always)
+    static func signBit(_ proposal: UInt64) -> UInt64 { (proposal & 0x100) << 55 }
+    @inline(__always)
+    static func half(_ proposal: UInt64) -> UInt64 { (proposal >> 9) & 1 }
+    @inline(__always)
+    static func cellBits(_ proposal: UInt64) -> UInt64 { (proposal >> 32) << 6 | (proposal >> 10) & 0x3F }
+
+    /// Lemire's product of 38 random bits and a box's cell count: the cell is its top bits
+    /// (`product >> 38`); it is exactly uniform when the low 38 bits are ≥ 2³⁸ mod cells, and
+    /// certainly so when they are ≥ cells (the fast path's test).
+    @inline(__always)
+    static func lemireProduct(_ bits: UInt64, cells: UInt64) -> UInt64 { bits * cells }
+    static let lowMask: UInt64 = (1 << 38) - 1
+
+    /// k for a proposal the fast path accepts (a rectangle cell, with its Lemire draw accepted
+    /// without a division), or nil: the C kernel's arithmetic one coordinate at a time.
+    static func rectangleNoise(_ proposal: UInt64, ziggurat: GridZiggurat) -> Double? {
+        let box = box(proposal)
+        let cells = ziggurat.cells[box]
+        let product = lemireProduct(cellBits(proposal), cells: cells)
+        let cell = product >> 38
+        guard product & lowMask >= cells, cell < ziggurat.inner[box] else { return nil }
+        return Double(bitPattern: Double(cell + half(proposal)).bitPattern | signBit(proposal))
+    }
+
+    /// Finishes a draw whose proposal the fast path did not settle: the rest of Lemire's draw,
+    /// then a rectangle cell, a wedge test or the tail; after a rejection, fresh proposals from
+    /// `words` (one word each) until one is accepted. Returns k as an integer-valued Double.
+    static func settle(_ first: UInt64, ziggurat: GridZiggurat, words: inout KeystreamWords) -> Double {
+        var proposal = first
         while true {
-            let word = words.next()
-            let strip = Int(truncatingIfNeeded: word & 0xFF)
-            // Bit 8 becomes the sign bit of k ≥ 0 without a branch (a random branch would be
-            // mispredicted every other draw). A −0 this makes is harmless: snapped + (−0) is
-            // +0 when snapped is (the rounding below never returns −0).
-            let sign = (word & 0x100) << 55
-            let u = word >> 11  // 53 bits
-            if u < innerLimit[strip] {
-                // Inside the rectangle that lies under the curve: z = u · X_i / 2⁵³, and
-                // s·z < 2²⁵ needs no range check before the rounding (u < 2⁵³ converts as Int64).
-                let k = (Double(Int64(bitPattern: u)) * stripScale[strip] + 0x1.8p52) - 0x1.8p52
+            let box = box(proposal)
+            let cells = ziggurat.cells[box]
+            let threshold = ziggurat.lemireThreshold[box]
+            var product = lemireProduct(cellBits(proposal), cells: cells)
+            while product & lowMask < threshold { product = lemireProduct(words.next() >> 26, cells: cells) }
+            let cell = product >> 38
+            let sign = signBit(proposal)
+            if cell < ziggurat.inner[box] {
+                return Double(bitPattern: Double(cell + half(proposal)).bitPattern | sign)
+            }
+            if let k = box == 0 ? ziggurat.tailNoise(words: &words) : ziggurat.wedgeNoise(box: box, cell: cell, words: &words) {
                 return Double(bitPattern: k.bitPattern | sign)
             }
-            if let z = slowPath(strip: strip, u: u, table: table, words: &words) {
-                return Double(bitPattern: roundToEven(z * grid.scale).bitPattern | sign)
-            }
+            proposal = words.next()
         }
     }
 
@@ -186,42 +244,35 @@ enum GaussianSampler {
         abs(value) < 0x1p51 ? (value + 0x1.8p52) - 0x1.8p52 : value.rounded(.toNearestOrEven)
     }
 
-    /// The base strip's tail or a wedge; nil when the point is rejected (start again).
-    static func slowPath(strip: Int, u: UInt64, table: ZigguratTable, words: inout KeystreamWords) -> Double? {
-        if strip == 0 { return tail(beyond: table.edge[1], words: &words) }
-        let z = Double(u) * 0x1p-53 * table.edge[strip]
-        let height = table.height[strip] + words.nextUniform() * (table.height[strip + 1] - table.height[strip])
-        return height < exp(-0.5 * z * z) ? z : nil
-    }
-
-    /// Marsaglia (1964): z > r with density ∝ exp(−z²/2). a = −ln(U₁)/r, b = −ln(U₂), accept when
-    /// 2b > a²; both uniforms have full resolution near 0 so that large a is reachable.
-    static func tail(beyond r: Double, words: inout KeystreamWords) -> Double {
+    /// Marsaglia (1964): a > 0 such that r + a has density ∝ exp(−z²/2) beyond r: a = −ln(U₁)/r,
+    /// b = −ln(U₂), accept when 2b > a²; both uniforms have full resolution near 0 so that large
+    /// a is reachable.
+    static func tailExcess(beyond r: Double, words: inout KeystreamWords) -> Double {
         while true {
             let a = -log(words.nextFullPrecisionUniform()) / r
             let b = -log(words.nextFullPrecisionUniform())
-            if 2 * b > a * a { return r + a }
+            if 2 * b > a * a { return a }
         }
     }
 }
 
-/// The grid for one noise standard deviation: λ, s = σ_t/λ, and s·X_i/2⁵³ per strip.
+/// The grid for one noise standard deviation: λ, s = σ_t/λ, and the ziggurat on that grid.
 struct NoiseGrid {
     let spacing: Double
     let scale: Double
-    let stripScale: [Double]
+    let ziggurat: GridZiggurat
 
     init(standardDeviation: Double) {
         precondition(standardDeviation > 0 && standardDeviation.isFinite, "noise standard deviation must be positive and finite")
         self.init(standardDeviation: standardDeviation, spacing: Self.spacing(for: standardDeviation))
     }
 
-    /// A grid of a given spacing (a power of two) for noise of `standardDeviation`.
+    /// A grid of a given spacing (a power of two) for noise of `standardDeviation` (at least
+    /// one spacing: the ziggurat needs s ≥ 1).
     init(standardDeviation: Double, spacing: Double) {
         self.spacing = spacing
         scale = standardDeviation / spacing
-        let scale = scale
-        stripScale = ZigguratTable.shared.edge.map { $0 * scale * 0x1p-53 }
+        ziggurat = GridZiggurat(scale: scale)
     }
 
     /// λ = 2^(⌊log₂ σ_t⌋ − 22).
@@ -244,48 +295,105 @@ struct NoiseGrid {
     }
 }
 
-/// The ziggurat for exp(−z²/2) with 256 strips of equal area v (Marsaglia & Tsang 2000).
-/// Strip i ≥ 1 is [0, X_i] × [f(X_i), f(X_{i+1})] with X decreasing; strip 0 is the base
-/// [0, X_0] × [0, f(r)] with X_0 = v/f(r), whose part beyond r = X_1 stands for the tail.
-struct ZigguratTable: Sendable {
-    static let strips = 256
-    static let shared = ZigguratTable()
+/// The ziggurat of f(z) = exp(−z²/2) on the grid of scale s: 256 boxes of area exactly
+/// M₀·f(r)/s, each a whole number of cells (width 1/s) wide (`GaussianSampler` has the
+/// construction). Margins of 10⁻³ cell keep the double-precision edges on the safe side: a box
+/// covers the curve at its bottom, and a cell counted as a rectangle cell lies under the curve
+/// at its box's top, for the exact heights.
+struct GridZiggurat: Sendable {
+    static let boxes = 256
+    static let margin = 1e-3
 
-    /// X_0 … X_256 (X_256 = 0).
-    let edge: [Double]
-    /// f(X_i) = exp(−X_i²/2), i = 0 … 256 (f(X_256) = 1).
+    /// s.
+    let scale: Double
+    /// R: the base box's rectangle cells; r = R/s.
+    let baseCells: UInt64
+    let r: Double
+    /// M_i: box i's cells.
+    let cells: [UInt64]
+    /// L_i: box i's cells wholly under the curve (the base box's: R).
+    let inner: [UInt64]
+    /// M_i | L_i << 32 per box (the C kernel's table).
+    let bounds: [UInt64]
+    /// 2³⁸ mod M_i: Lemire's draw keeps a product whose low 38 bits reach it.
+    let lemireThreshold: [UInt64]
+    /// y_i: box i's bottom (y₀ = 0); y₂₅₆ ≥ 1 is the top of the last box.
+    let bottom: [Double]
+    /// Box i's height: f(r) for the base, M₀·f(r)/M_i above it.
     let height: [Double]
-    /// ⌊X_{i+1}/X_i · 2⁵³⌋: a 53-bit u below it gives a point under the curve for sure.
-    let innerLimit: [UInt64]
+    /// P(accept) in the base's tail zone: T(r)·s/((M₀ − R)·f(r)).
+    let tailAcceptance: Double
 
-    private init() {
-        // Bisect the base edge r so that the stack of equal-area strips closes at the mode.
-        var low = 3.0, high = 4.5
-        for _ in 0..<200 {
-            let middle = 0.5 * (low + high)
-            if Self.stack(r: middle) == nil { low = middle } else { high = middle }
+    /// The stack with the largest R that reaches the mode (bisection: the stack for R = 1
+    /// reaches it, the one for r = 4.5 does not).
+    init(scale s: Double) {
+        precondition(s >= 1 && s < 0x1p30, "the grid ziggurat needs a scale in [1, 2³⁰)")
+        var low: UInt64 = 1, high = UInt64((4.5 * s).rounded(.up)) + 1
+        precondition(Self.stack(baseCells: low, scale: s).reachesMode && !Self.stack(baseCells: high, scale: s).reachesMode)
+        while high - low > 1 {
+            let middle = (low + high) / 2
+            if Self.stack(baseCells: middle, scale: s).reachesMode { low = middle } else { high = middle }
         }
-        edge = Self.stack(r: high)!
-        height = edge.map { exp(-0.5 * $0 * $0) }
-        let edge = edge
-        innerLimit = (0..<Self.strips).map { UInt64(edge[$0 + 1] / edge[$0] * 0x1p53) }
+        let stack = Self.stack(baseCells: low, scale: s)
+        scale = s
+        baseCells = low
+        r = Double(low) / s
+        cells = stack.cells
+        inner = stack.inner
+        bounds = zip(stack.cells, stack.inner).map { $0 | $1 << 32 }
+        lemireThreshold = stack.cells.map { (1 << 38) % $0 }
+        bottom = stack.bottom
+        height = stack.height
+        tailAcceptance = stack.tailAcceptance
     }
 
-    /// The edges for base edge r, or nil when the strips reach the mode before the last one
-    /// (r too small). With r too large the last strip ends below the mode and is stretched to
-    /// it; the bisection drives that gap to zero.
-    private static func stack(r: Double) -> [Double]? {
-        let f = { (z: Double) in exp(-0.5 * z * z) }
-        let area = r * f(r) + (Double.pi / 2).squareRoot() * erfc(r / 2.squareRoot())
-        var edge = [area / f(r), r]
-        for _ in 1..<(strips - 1) {
-            let next = area / edge[edge.count - 1] + f(edge[edge.count - 1])
-            if next >= 1 { return nil }
-            edge.append((-2 * log(next)).squareRoot())
+    /// f⁻¹(y) for y ∈ (0, 1); 0 at and above the mode.
+    static func halfWidth(at y: Double) -> Double { y >= 1 ? 0 : (-2 * log(y)).squareRoot() }
+
+    private struct Stack {
+        var cells: [UInt64] = [], inner: [UInt64] = [], bottom: [Double] = [0], height: [Double] = []
+        var tailAcceptance = 0.0
+        var reachesMode: Bool { bottom.last! >= 1 }
+    }
+
+    private static func stack(baseCells: UInt64, scale s: Double) -> Stack {
+        let r = Double(baseCells) / s, fr = exp(-0.5 * r * r)
+        let tailArea = (Double.pi / 2).squareRoot() * erfc(r / 2.squareRoot())
+        // The tail zone's M₀ − R cells hold the tail's area with room to spare.
+        let baseBoxCells = baseCells + UInt64((tailArea * s / fr).rounded(.down)) + 2
+        let boxArea = Double(baseBoxCells) * fr  // × 1/s: every box's area
+        var stack = Stack()
+        stack.cells = [baseBoxCells]
+        stack.inner = [baseCells]
+        stack.height = [fr]
+        stack.bottom.append(fr)
+        stack.tailAcceptance = tailArea * s / (Double(baseBoxCells - baseCells) * fr)
+        for i in 1..<boxes {
+            let cells = UInt64((s * halfWidth(at: stack.bottom[i]) + margin).rounded(.down)) + 1
+            stack.cells.append(cells)
+            stack.height.append(boxArea / Double(cells))
+            stack.bottom.append(stack.bottom[i] + boxArea / Double(cells))
+            stack.inner.append(UInt64(max(0, (s * halfWidth(at: stack.bottom[i + 1]) - margin).rounded(.down))))
         }
-        if area / edge[strips - 1] + f(edge[strips - 1]) > 1 { return nil }
-        edge.append(0)
-        return edge
+        return stack
+    }
+
+    /// A wedge cell's draw: the point's position in the cell (53 bits; the first is the half)
+    /// and height (53 bits) from `words`; k = cell + half when the point lies under the curve,
+    /// nil otherwise.
+    func wedgeNoise(box: Int, cell: UInt64, words: inout KeystreamWords) -> Double? {
+        let position = words.next() >> 11
+        let z = (Double(cell) + Double(position) * 0x1p-53) / scale
+        let y = bottom[box] + words.nextUniform() * height[box]
+        return y < exp(-0.5 * z * z) ? Double(cell + (position >> 52)) : nil
+    }
+
+    /// The base's tail zone: accepted with probability `tailAcceptance`, then z = r + a beyond r
+    /// and k = R + round(s·a) (R = s·r exactly); nil when the zone rejects.
+    func tailNoise(words: inout KeystreamWords) -> Double? {
+        guard words.nextUniform() < tailAcceptance else { return nil }
+        let a = GaussianSampler.tailExcess(beyond: r, words: &words)
+        return Double(baseCells) + GaussianSampler.roundToEven(a * scale)
     }
 }
 
