@@ -190,6 +190,11 @@ enum GaussianSampler {
     static func box(_ proposal: UInt64) -> Int { Int(truncatingIfNeeded: proposal & 0xFF) }
     @inline(__always)
     static func signBit(_ proposal: UInt64) -> UInt64 { (proposal & 0x100) << 55 }
+    /// ±magnitude by the proposal's sign bit (set into the Double's sign, as the C kernel does).
+    @inline(__always)
+    static func signed(_ magnitude: Double, by proposal: UInt64) -> Double {
+        Double(bitPattern: magnitude.bitPattern | signBit(proposal))
+    }
     @inline(__always)
     static func half(_ proposal: UInt64) -> UInt64 { (proposal >> 9) & 1 }
     @inline(__always)
@@ -210,7 +215,7 @@ enum GaussianSampler {
         let product = lemireProduct(cellBits(proposal), cells: cells)
         let cell = product >> 38
         guard product & lowMask >= cells, cell < ziggurat.inner[box] else { return nil }
-        return Double(bitPattern: Double(cell + half(proposal)).bitPattern | signBit(proposal))
+        return signed(Double(cell + half(proposal)), by: proposal)
     }
 
     /// Finishes a draw whose proposal the fast path did not settle: the rest of Lemire's draw,
@@ -225,12 +230,9 @@ enum GaussianSampler {
             var product = lemireProduct(cellBits(proposal), cells: cells)
             while product & lowMask < threshold { product = lemireProduct(words.next() >> 26, cells: cells) }
             let cell = product >> 38
-            let sign = signBit(proposal)
-            if cell < ziggurat.inner[box] {
-                return Double(bitPattern: Double(cell + half(proposal)).bitPattern | sign)
-            }
+            if cell < ziggurat.inner[box] { return signed(Double(cell + half(proposal)), by: proposal) }
             if let k = box == 0 ? ziggurat.tailNoise(words: &words) : ziggurat.wedgeNoise(box: box, cell: cell, words: &words) {
-                return Double(bitPattern: k.bitPattern | sign)
+                return signed(k, by: proposal)
             }
             proposal = words.next()
         }
