@@ -27,7 +27,7 @@ static inline double round_small(double x) { return (x + 0x1.8p52) - 0x1.8p52; }
 
 DPFT_CLONES
 size_t dpft_noise_fast_pass(float *restrict values, const void *restrict keystream, size_t count,
-                            const uint64_t *restrict bounds, double inverse_spacing, double spacing,
+                            const uint64_t *restrict bounds, double inverse_spacing, double spacing, float scale,
                             uint32_t *restrict pending_index, uint64_t *restrict pending_proposal) {
     if (count > DPFT_NOISE_PASS) __builtin_trap();
     const unsigned char *cell_bits = keystream;
@@ -52,7 +52,7 @@ size_t dpft_noise_fast_pass(float *restrict values, const void *restrict keystre
         double scaled = (double)values[j] * inverse_spacing;
         double snapped = fabs(scaled) < 0x1p51 ? round_small(scaled) : __builtin_roundeven(scaled);
         float noisy = (float)((snapped + k.d) * spacing);
-        values[j] = inside ? noisy : values[j];
+        values[j] = inside ? noisy * scale : values[j];
         outside[j] = (uint8_t)!inside;
         outside_count += (size_t)!inside;
     }

@@ -388,4 +388,25 @@ struct NoiseSamplerTests {
         let lambda = NoiseGrid.spacing(for: 1)
         #expect(values.allSatisfy { (Double($0) / lambda).rounded() == Double($0) / lambda }, "outputs on the grid")
     }
+
+    /// The step's division by its batch size, fused into the noise pass, gives the bits of a
+    /// separate pass after it: on the vector path and the slow path (3·10⁵ draws take both; a
+    /// block boundary and a short last pass too), and alone when σ = 0.
+    @Test func scalingInTheNoisePassEqualsScalingAfterIt() {
+        var inputs = [Float](repeating: 0, count: 300_001)
+        var source = NoiseSource.seeded(17)
+        for i in inputs.indices { inputs[i] = Float(source.nextUniform() - 0.5) * 3 }
+        for (sigma, scale) in [(1.3, Float(1) / 3), (0.02, Float(0.125)), (0, Float(1) / 7)] {
+            var separate = inputs, fused = inputs
+            var first = NoiseSource.seeded(23), second = NoiseSource.seeded(23)
+            separate.withUnsafeMutableBufferPointer { first.addGaussian(to: $0, noiseMultiplier: sigma, sensitivity: 2) }
+            for i in separate.indices { separate[i] *= scale }
+            fused.withUnsafeMutableBufferPointer {
+                second.addGaussian(to: $0, noiseMultiplier: sigma, sensitivity: 2, thenScaleBy: scale)
+            }
+            let differing = zip(separate, fused).filter { $0.bitPattern != $1.bitPattern }.count
+            #expect(differing == 0, "σ = \(sigma), scale \(scale): \(differing) values differ")
+            #expect(sigma == 0 || zip(separate, inputs).contains { $0 != $1 * scale }, "noise was added")
+        }
+    }
 }

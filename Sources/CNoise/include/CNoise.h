@@ -13,15 +13,16 @@
 /// 4·count + 2j: box = tag & 0xFF, sign = bit 8, half = bit 9, and with
 /// bounds[box] = cells | inner << 32 the cell is (bits·2⁶ + tag >> 10)·cells >> 38 (Lemire).
 /// When the product's low 38 bits are ≥ cells and cell < inner it sets
-///     values[j] = (float)((roundeven(values[j] * inverse_spacing) ± (cell + half)) * spacing)
+///     values[j] = (float)((roundeven(values[j] * inverse_spacing) ± (cell + half)) * spacing) * scale
 /// and otherwise leaves values[j] and appends j to `pending_index` and bits << 32 | tag to
-/// `pending_proposal`. Returns how many were appended.
+/// `pending_proposal`. Returns how many were appended. The float product with `scale` comes after
+/// the noisy value's rounding to float: a later pass `values[j] *= scale` gives the same bits.
 /// Every operation is exact integer arithmetic or a correctly rounded IEEE double operation
 /// with no contraction, so the result is bit-identical to Swift's on every CPU; the loop is
 /// compiled for AVX-512, AVX2 and baseline x86-64 and the best one the CPU has is picked at
 /// load time.
 size_t dpft_noise_fast_pass(float *values, const void *keystream, size_t count, const uint64_t *bounds,
-                            double inverse_spacing, double spacing,
+                            double inverse_spacing, double spacing, float scale,
                             uint32_t *pending_index, uint64_t *pending_proposal);
 
 /// Words per call of `dpft_chacha20_keystream` at most (1 MiB of keystream).

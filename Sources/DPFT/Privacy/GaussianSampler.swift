@@ -128,14 +128,16 @@ enum GaussianSampler {
     /// Keystream words a pass of `count` proposals reads: 6 bytes each (`fastPass`), rounded up.
     static func wordsPerPass(_ count: Int) -> Int { (6 * count + 7) / 8 }
 
-    /// Adds y = λ·(round(x/λ) + k) to `values[range]`, with k drawn from `words`, in passes of
+    /// Replaces each x of `values[range]` by Float(y) · `scale`, y = λ·(round(x/λ) + k), with k
+    /// drawn from `words` (the product with `scale`, the step's division by its batch size, is
+    /// post-processing of the rounded noisy value, fused to save a pass), in passes of
     /// `passSize` coordinates: `fastPass` gives each coordinate its own proposal and settles the
     /// ≈ 98.5 % that fall in a rectangle cell; the rest continue the same draw (`settle`) with
     /// the words that follow the pass. Every word is read once, so each coordinate's k is an
     /// independent draw, as in a one-at-a-time loop; separating the rare slow path lets the
     /// common one run as vector code without branches (`dpft_noise_fast_pass`).
     static func addNoise(to values: UnsafeMutableBufferPointer<Float>, range: Range<Int>, grid: NoiseGrid,
-                         words: inout KeystreamWords) {
+                         words: inout KeystreamWords, scale: Float = 1) {
         let inverseSpacing = 1 / grid.spacing  // a power of two: x · inverseSpacing is exact
         let pendingIndex = UnsafeMutableBufferPointer<UInt32>.allocate(capacity: passSize)
         let pendingProposal = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: passSize)
@@ -145,12 +147,13 @@ enum GaussianSampler {
                 let pass = start..<min(start + passSize, range.upperBound)
                 let count = words.withNextWords(wordsPerPass(pass.count)) { passWords in
                     fastPass(values, pass, passWords, bounds: bounds, inverseSpacing: inverseSpacing,
-                             spacing: grid.spacing, pendingIndex: pendingIndex, pendingProposal: pendingProposal)
+                             spacing: grid.spacing, scale: scale, pendingIndex: pendingIndex,
+                             pendingProposal: pendingProposal)
                 }
                 for p in 0..<count {
                     let i = pass.lowerBound + Int(pendingIndex[p])
                     let k = settle(pendingProposal[p], ziggurat: grid.ziggurat, words: &words)
-                    values[i] = Float((roundToEven(Double(values[i]) * inverseSpacing) + k) * grid.spacing)
+                    values[i] = Float((roundToEven(Double(values[i]) * inverseSpacing) + k) * grid.spacing) * scale
                 }
             }
         }
@@ -164,11 +167,11 @@ enum GaussianSampler {
     /// compute one coordinate at a time (`NoiseSamplerTests` compares them).
     @inline(__always)
     static func fastPass(_ values: UnsafeMutableBufferPointer<Float>, _ pass: Range<Int>, _ passWords: UnsafeBufferPointer<UInt64>,
-                         bounds: UnsafeBufferPointer<UInt64>, inverseSpacing: Double, spacing: Double,
+                         bounds: UnsafeBufferPointer<UInt64>, inverseSpacing: Double, spacing: Double, scale: Float = 1,
                          pendingIndex: UnsafeMutableBufferPointer<UInt32>, pendingProposal: UnsafeMutableBufferPointer<UInt64>) -> Int {
         precondition(passWords.count >= wordsPerPass(pass.count), "a pass needs 6 keystream bytes per coordinate")
         return dpft_noise_fast_pass(values.baseAddress! + pass.lowerBound, UnsafeRawPointer(passWords.baseAddress!), pass.count,
-                                    bounds.baseAddress!, inverseSpacing, spacing,
+                                    bounds.baseAddress!, inverseSpacing, spacing, scale,
                                     pendingIndex.baseAddress!, pendingProposal.baseAddress!)
     }
 

@@ -44,7 +44,8 @@ public final class PrivateGradient {
     public private(set) var clipFactors: [[Double]] = []
     /// Examples accumulated since the last `finishLogicalBatch`.
     public private(set) var examplesAccumulated = 0
-    /// Seconds the last `finishLogicalBatch` spent drawing and adding the noise (benchmarks).
+    /// Seconds the last `finishLogicalBatch` spent drawing and adding the noise, with the division
+    /// by the expected batch size fused into the same pass (benchmarks).
     public private(set) var lastNoiseSeconds = 0.0
 
     /// `grouping` must partition `model.trainableNames` exactly.
@@ -130,9 +131,9 @@ public final class PrivateGradient {
         }
         let buffer = UnsafeMutableBufferPointer(start: model.gradients.storage.base, count: model.gradients.count)
         let start = DispatchTime.now().uptimeNanoseconds
-        noise.addGaussian(to: buffer, noiseMultiplier: noiseMultiplier, sensitivity: totalSensitivity)
+        noise.addGaussian(to: buffer, noiseMultiplier: noiseMultiplier, sensitivity: totalSensitivity,
+                          thenScaleBy: Float(1 / expectedBatchSize))
         lastNoiseSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        VectorMath.scale(buffer.baseAddress!, count: buffer.count, by: Float(1 / expectedBatchSize))
         examplesAccumulated = 0
     }
 
