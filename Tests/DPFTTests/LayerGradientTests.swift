@@ -268,20 +268,20 @@ import Testing
         let qkv = randomTensor([B, T, W], &generator)                  // (B, T, W)
         let r = randomTensor([B, T, shape.outWidth], &generator)       // (B, T, H·D)
         let out = Tensor(zeros: [B, T, shape.outWidth])                // (B, T, H·D)
-        let probs = Tensor(zeros: [B, shape.heads, T, T])              // (B, H, T, T)
+        // two workers' scratch, pre-filled with garbage: nothing may read what it did not write
+        let scratchStorage = Tensor(zeros: [2, 2, T, T])
+        scratchStorage.fill(1e3)
+        let scratch = AttentionScratch(workers: 2, maxSequence: T) { _ in scratchStorage.pointer }
 
         func objective() -> Double {
-            attentionForward(out: out.pointer, probs: probs.pointer, qkv: qkv.pointer, shape: shape)
+            attentionForward(out: out.pointer, qkv: qkv.pointer, shape: shape, scratch: scratch)
             return weightedSum(out.pointer, stride: out.count, r.pointer, stride: r.count,
                                rows: 1, columns: out.count)
         }
 
         _ = objective()
         let dqkv = Tensor(zeros: [B, T, W])                            // zeroed, as documented
-        let dprobs = Tensor(zeros: [B, shape.heads, T, T])             // scratch
-        dprobs.fill(1e3)
-        attentionBackward(dqkv: dqkv.pointer, dprobs: dprobs.pointer, dout: r.pointer,
-                          probs: probs.pointer, qkv: qkv.pointer, shape: shape)
+        attentionBackward(dqkv: dqkv.pointer, dout: r.pointer, qkv: qkv.pointer, shape: shape, scratch: scratch)
         let numeric = centralDifferences(qkv, objective)
 
         // Split every row of qkv into its query, key and value columns.

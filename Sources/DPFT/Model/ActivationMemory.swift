@@ -12,7 +12,7 @@ public struct ActivationMemoryError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         "a model of this size needs at least \(bytes) of activations for micro-batches of \(batchSize) × \(sequenceLength) "
-            + "tokens (logits, attention probabilities and layer outputs), but this machine has \(available) of memory. "
+            + "tokens (logits and layer outputs), but this machine has \(available) of memory. "
             + "Lower training.physical_batch_size (or --batch-size) or data.max_length"
             + (recomputes ? "." : ", or set training.recompute_activations (--recompute-activations) to true.")
     }
@@ -21,13 +21,12 @@ public struct ActivationMemoryError: Error, CustomStringConvertible, Equatable {
 extension ModelConfig {
     /// A lower bound on the float32 activation buffers the transformer allocates for
     /// micro-batches of `batchSize` × `sequenceLength` tokens (N = their product): the logits
-    /// N·V, and per layer the attention probabilities B·H·T² and four hidden-size and three
-    /// MLP-size rows per token — or, when the model recomputes its activations, one layer's
-    /// worth plus each layer's input (N·C) (a Double: no overflow).
+    /// N·V, and per layer four hidden-size and three MLP-size rows per token — or, when the
+    /// model recomputes its activations, one layer's worth plus each layer's input (N·C) (a
+    /// Double: no overflow). Attention's probabilities are recomputed per head, not kept.
     func activationBytesLowerBound(batchSize: Int, sequenceLength: Int, recomputesActivations: Bool = false) -> Double {
         let N = Double(batchSize) * Double(sequenceLength)
-        let perLayer = Double(batchSize) * Double(headCount) * Double(sequenceLength) * Double(sequenceLength)
-            + N * (4 * Double(hiddenSize) + 3 * Double(intermediateSize))
+        let perLayer = N * (4 * Double(hiddenSize) + 3 * Double(intermediateSize))
         let layers = recomputesActivations ? perLayer + Double(layerCount) * N * Double(hiddenSize)
                                            : Double(layerCount) * perLayer
         return 4 * (N * Double(vocabularySize) + layers)

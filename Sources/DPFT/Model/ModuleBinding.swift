@@ -92,15 +92,14 @@ extension ModuleBinder {
               input: buffer(rows * config.hiddenSize), saved: saved)
     }
 
-    /// One set of a block's saved activations, sized for `maxBatchSize × maxSequenceLength`
-    /// (`rows`); the dense MLP buffers only when `dense` (a mixture of experts has its own).
-    func blockActivations(config: ModelConfig, maxBatchSize: Int, maxSequenceLength: Int, dense: Bool,
-                          gated: Bool) -> BlockActivations {
+    /// One set of a block's saved activations, sized for `rows` (the largest batch's B × T); the
+    /// dense MLP buffers only when `dense` (a mixture of experts has its own).
+    func blockActivations(config: ModelConfig, dense: Bool, gated: Bool) -> BlockActivations {
         let N = rows, C = config.hiddenSize, I = config.intermediateSize, H = config.headCount
         let W = (H + 2 * config.keyValueHeadCount) * config.headDimension, HD = H * config.headDimension
         return BlockActivations(
             norm1Out: buffer(N * C), norm1Mean: buffer(N), norm1Rstd: buffer(N),
-            qkvOut: buffer(N * W), probs: buffer(maxBatchSize * H * maxSequenceLength * maxSequenceLength),
+            qkvOut: buffer(N * W),
             attention: buffer(N * HD), middle: buffer(N * C), norm2Out: buffer(N * C),
             norm2Mean: buffer(N), norm2Rstd: buffer(N), mlpHidden: buffer(dense ? N * I : 0),
             mlpHidden2: buffer(dense ? N * I : 0), mlpActivation: buffer(gated ? N * I : 0))

@@ -162,7 +162,6 @@ struct BlockActivations {
     var norm1Mean: UnsafeMutablePointer<Float>    // [N]
     var norm1Rstd: UnsafeMutablePointer<Float>    // [N]
     var qkvOut: UnsafeMutablePointer<Float>       // [N, W]
-    var probs: UnsafeMutablePointer<Float>        // [B, H, T, T]
     var attention: UnsafeMutablePointer<Float>    // [N, H·D]
     var middle: UnsafeMutablePointer<Float>       // [N, C] residual after attention
     var norm2Out: UnsafeMutablePointer<Float>     // [N, C]
@@ -233,7 +232,7 @@ public final class Transformer {
     private let normGradient: UnsafeMutablePointer<Float>      // [N, C]
     private let qkvGradient: UnsafeMutablePointer<Float>       // [N, W]
     private let attentionGradient: UnsafeMutablePointer<Float> // [N, H·D]
-    private let probsGradient: UnsafeMutablePointer<Float>     // [B, H, T, T]
+    private let attentionScratch: AttentionScratch             // per worker [T, T] × 2
     private let mlpGradient: UnsafeMutablePointer<Float>       // [N, I]
     private let mlpGradient2: UnsafeMutablePointer<Float>      // [N, I]
     private let mlpGradient3: UnsafeMutablePointer<Float>      // [N, I]
@@ -302,8 +301,7 @@ public final class Transformer {
         let binder = ModuleBinder(parameters: parameters, gradients: gradients, adapters: adapterSpecs, lora: lora,
                                   rows: N, buffer: buffer)
         let hasExperts = declaration.blocks.contains { $0.feedForward.hasExperts }
-        blocks = Self.blocks(declaration, binder: binder, config: config, maxBatchSize: maxBatchSize,
-                             maxSequenceLength: maxSequenceLength, sharingActivations: recomputesActivations)
+        blocks = Self.blocks(declaration, binder: binder, config: config, sharingActivations: recomputesActivations)
         let embeddingName = declaration.tokenEmbedding.weightName
         tokenEmbedding = binder.weight(embeddingName)
         let positionName = declaration.positionEmbedding?.weightName
@@ -335,7 +333,7 @@ public final class Transformer {
         normGradient = buffer(N * C)
         qkvGradient = buffer(N * W)
         attentionGradient = buffer(N * H * D)
-        probsGradient = buffer(maxBatchSize * H * maxSequenceLength * maxSequenceLength)
+        attentionScratch = AttentionScratch(workers: Parallel.threadCount, maxSequence: maxSequenceLength, buffer: buffer)
         mlpGradient = buffer(hasExperts ? 0 : N * I)
         mlpGradient2 = buffer(hasExperts ? 0 : N * I)
         mlpGradient3 = buffer(hasExperts ? 0 : N * I)
@@ -348,10 +346,9 @@ public final class Transformer {
     /// The blocks with their buffers: each its own saved activations, or (`sharingActivations`,
     /// for recomputation) one set that all of them share.
     private static func blocks(_ declaration: ModelDeclaration, binder: ModuleBinder, config: ModelConfig,
-                               maxBatchSize: Int, maxSequenceLength: Int, sharingActivations: Bool) -> [Block] {
+                               sharingActivations: Bool) -> [Block] {
         func activations(_ block: BlockDeclaration) -> BlockActivations {
-            binder.blockActivations(config: config, maxBatchSize: maxBatchSize, maxSequenceLength: maxSequenceLength,
-                                    dense: !block.feedForward.hasExperts, gated: block.feedForward.isGated)
+            binder.blockActivations(config: config, dense: !block.feedForward.hasExperts, gated: block.feedForward.isGated)
         }
         let shared = sharingActivations ? declaration.blocks.first.map(activations) : nil
         return declaration.blocks.map { binder.block($0, config: config, saved: shared ?? activations($0)) }
@@ -501,12 +498,13 @@ public final class Transformer {
         switch keyValues {
         case .batch:
             rotary?.apply(block.saved.qkvOut, shape: shape, inverse: false)
-            attentionForward(out: block.saved.attention, probs: block.saved.probs, qkv: block.saved.qkvOut, shape: shape)
+            attentionForward(out: block.saved.attention, qkv: block.saved.qkvOut, shape: shape, scratch: attentionScratch)
         case .cache(let cache, let first):
             rotary?.apply(block.saved.qkvOut, shape: shape, inverse: false, firstPosition: first)
             cache.append(layer: l, qkv: block.saved.qkvOut, shape: shape, at: first)
-            attentionForward(out: block.saved.attention, probs: block.saved.probs, queries: block.saved.qkvOut,
-                             keyValues: cache.rows(layer: l, count: first + shape.sequence), first: first, shape: shape)
+            attentionForward(out: block.saved.attention, queries: block.saved.qkvOut,
+                             keyValues: cache.rows(layer: l, count: first + shape.sequence), first: first, shape: shape,
+                             scratch: attentionScratch)
         }
         block.attentionOutput.forward(out: block.saved.middle, outStride: C, inp: block.saved.attention, rows: N)
         add(block.saved.middle, block.input, count: N * C)
@@ -637,8 +635,8 @@ public final class Transformer {
         block.attentionOutput.backward(dinp: attentionGradient, dout: dresidual, doutStride: C, inp: block.saved.attention,
                                        rows: rows, scratch: loraScratch, sink: sink)
         zero(qkvGradient, N * W)
-        attentionBackward(dqkv: qkvGradient, dprobs: probsGradient, dout: attentionGradient, probs: block.saved.probs,
-                          qkv: block.saved.qkvOut, shape: shape)
+        attentionBackward(dqkv: qkvGradient, dout: attentionGradient, qkv: block.saved.qkvOut, shape: shape,
+                          scratch: attentionScratch)
         rotary?.apply(qkvGradient, shape: shape, inverse: true)
         zero(normGradient, N * C)
         for module in block.qkv {

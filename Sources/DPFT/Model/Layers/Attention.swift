@@ -24,103 +24,129 @@ struct KeyValueRows {
     var count: Int
 }
 
-/// Causal softmax attention. probs [B, H, T, T] is saved for backward (upper triangle 0);
-/// out is [B, T, H·D].
-func attentionForward(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
-                      qkv: UnsafePointer<Float>, shape s: AttentionShape) {
-    let T = s.sequence, W = s.qkvWidth
-    let ownRows = KeyValueRows(keys: qkv + s.keyOffset, values: qkv + s.valueOffset, stride: W,
-                               exampleStride: T * W, count: T)
-    attentionForward(out: out, probs: probs, queries: qkv, keyValues: ownRows, first: 0, shape: s)
+/// Per-worker room for one (example, head)'s T × S scores and their gradient: attention keeps
+/// no [B, H, T, T] probabilities between its forward and backward passes but recomputes each
+/// head's from q and k (one more T × S × D product per head, 1 of 7). On TinyLlama-1.1B's shape at
+/// B = 4, T = 256 the kept probabilities were 738 MB of 3.4 GB of activations, and they grow
+/// with T². Workers take whole (example, head) tasks, each with single-threaded BLAS: a task's
+/// arithmetic, and so the result, does not depend on how many workers there are.
+struct AttentionScratch {
+    let workers: Int
+    /// Floats per worker: two matrices of `maxSequence` × `maxSequence`.
+    let perWorker: Int
+    let base: UnsafeMutablePointer<Float>
+
+    /// Room for `workers` workers and sequences (queries and keys) of up to `maxSequence`
+    /// positions, in `buffer`'s storage.
+    init(workers: Int, maxSequence: Int, buffer: (Int) -> UnsafeMutablePointer<Float>) {
+        self.workers = max(1, workers)
+        perWorker = 2 * maxSequence * maxSequence
+        base = buffer(self.workers * perWorker)
+    }
+
+    /// Runs `body(task, scores, gradient)` for every task in 0..<tasks on the workers, BLAS on
+    /// one thread; `scores` and `gradient` are the worker's two matrices.
+    func forEachTask(_ tasks: Int, _ body: (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
+        let workers = min(self.workers, Parallel.threadCount, tasks), perWorker = self.perWorker
+        guard workers > 0 else { return }
+        BLAS.withOneThread {
+            // Each worker writes only its own scratch and its tasks' disjoint output columns.
+            withoutActuallyEscaping(body) { body in
+                let shared = UncheckedSendable((body: body, base: base))
+                DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                    let scores = shared.value.base + worker * perWorker, gradient = scores + perWorker / 2
+                    for task in stride(from: worker, to: tasks, by: workers) { shared.value.body(task, scores, gradient) }
+                }
+            }
+        }
+    }
+}
+
+/// Causal softmax attention; out is [B, T, H·D]. Nothing is saved for backward beyond qkv.
+func attentionForward(out: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>, shape s: AttentionShape,
+                      scratch: AttentionScratch) {
+    attentionForward(out: out, queries: qkv, keyValues: ownKeyValues(qkv, shape: s), first: 0, shape: s,
+                     scratch: scratch)
+}
+
+/// The keys and values of qkv's own T rows.
+private func ownKeyValues(_ qkv: UnsafePointer<Float>, shape s: AttentionShape) -> KeyValueRows {
+    KeyValueRows(keys: qkv + s.keyOffset, values: qkv + s.valueOffset, stride: s.qkvWidth,
+                 exampleStride: s.sequence * s.qkvWidth, count: s.sequence)
 }
 
 /// Causal softmax attention of T query rows at positions first ..< first + T (the query
 /// columns of `queries`, laid out like qkv [B, T, W]) over the S = keyValues.count positions of
-/// `keyValues`: query t sees positions 0 ... first + t. probs is [B, H, T, S] (entries past a
-/// query's position 0); out is [B, T, H·D].
-func attentionForward(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
-                      queries: UnsafePointer<Float>, keyValues kv: KeyValueRows, first: Int,
-                      shape s: AttentionShape) {
-    let T = s.sequence, S = kv.count, D = s.headDimension, W = s.qkvWidth
-    let scale = 1 / Float(D).squareRoot()
-    // scores = q_h · k_gᵀ / √D, one GEMM per (b, h); BLAS threads each one.
-    for b in 0..<s.batch {
-        for h in 0..<s.heads {
-            let q = queries + b * T * W + h * D
-            let k = kv.keys + b * kv.exampleStride + s.keyValueHead(of: h) * D
-            sgemm(transposeA: false, transposeB: true, m: T, n: S, k: D, alpha: scale,
-                  a: q, lda: W, b: k, ldb: kv.stride, c: probs + (b * s.heads + h) * T * S, ldc: S)
-        }
-    }
-    // causal mask + softmax over each row's first first + t + 1 entries
-    Parallel.forEachChunk(s.batch * s.heads * T, minimumPerChunk: 256) { range in
-        for row in range {
-            let last = first + row % T
-            let p = probs + row * S
-            let maximum = VectorMath.maximum(p, count: last + 1)
-            for j in 0...last { p[j] -= maximum }
-            VectorMath.exp(p, into: p, count: last + 1)
-            let sum = VectorMath.sum(p, count: last + 1)
-            let inverse = 1 / sum
-            for j in 0...last { p[j] *= inverse }
-            for j in (last + 1)..<S { p[j] = 0 }
-        }
-    }
-    // out_h = probs_h · v_g
-    for b in 0..<s.batch {
-        for h in 0..<s.heads {
-            let v = kv.values + b * kv.exampleStride + s.keyValueHead(of: h) * D
-            sgemm(transposeA: false, transposeB: false, m: T, n: D, k: S,
-                  a: probs + (b * s.heads + h) * T * S, lda: S, b: v, ldb: kv.stride,
-                  c: out + b * T * s.outWidth + h * D, ldc: s.outWidth)
-        }
+/// `keyValues`: query t sees positions 0 ... first + t. out is [B, T, H·D]. One task per
+/// (example, head): P = softmax(q kᵀ/√D + mask), out_h = P v.
+func attentionForward(out: UnsafeMutablePointer<Float>, queries: UnsafePointer<Float>, keyValues kv: KeyValueRows,
+                      first: Int, shape s: AttentionShape, scratch: AttentionScratch) {
+    let T = s.sequence, S = kv.count, D = s.headDimension
+    precondition(T * S <= scratch.perWorker / 2, "attention scratch is smaller than T × S")
+    scratch.forEachTask(s.batch * s.heads) { task, p, _ in
+        let b = task / s.heads, h = task % s.heads
+        attentionProbabilities(p, queries: queries, keyValues: kv, first: first, example: b, head: h, shape: s)
+        let v = kv.values + b * kv.exampleStride + s.keyValueHead(of: h) * D
+        sgemm(transposeA: false, transposeB: false, m: T, n: D, k: S, a: p, lda: S, b: v, ldb: kv.stride,
+              c: out + b * T * s.outWidth + h * D, ldc: s.outWidth)
     }
 }
 
-/// forward was: P = softmax(q kᵀ/√D + mask); out = P v, so per (b, h):
+/// P = softmax(q_h k_gᵀ/√D + causal mask) [T, S] of example `b`, head `h` into `p` (entries past
+/// a query's position 0): the forward's probabilities and, bit for bit, the backward's
+/// recomputation of them.
+private func attentionProbabilities(_ p: UnsafeMutablePointer<Float>, queries: UnsafePointer<Float>,
+                                    keyValues kv: KeyValueRows, first: Int, example b: Int, head h: Int,
+                                    shape s: AttentionShape) {
+    let T = s.sequence, S = kv.count, D = s.headDimension
+    let q = queries + b * T * s.qkvWidth + h * D
+    let k = kv.keys + b * kv.exampleStride + s.keyValueHead(of: h) * D
+    sgemm(transposeA: false, transposeB: true, m: T, n: S, k: D, alpha: 1 / Float(D).squareRoot(),
+          a: q, lda: s.qkvWidth, b: k, ldb: kv.stride, c: p, ldc: S)
+    for t in 0..<T {
+        let last = first + t, row = p + t * S
+        let maximum = VectorMath.maximum(row, count: last + 1)
+        for j in 0...last { row[j] -= maximum }
+        VectorMath.exp(row, into: row, count: last + 1)
+        let inverse = 1 / VectorMath.sum(row, count: last + 1)
+        for j in 0...last { row[j] *= inverse }
+        for j in (last + 1)..<S { row[j] = 0 }
+    }
+}
+
+/// forward was: P = softmax(q kᵀ/√D + mask); out = P v, so per (b, h), with P recomputed:
 ///   dv += Pᵀ dout;  dP = dout vᵀ;  dS = P ⊙ (dP − rowsum(P ⊙ dP)) / √D;
 ///   dq += dS k;  dk += dSᵀ q.
-/// dqkv must be zeroed by the caller (it accumulates over heads sharing a key/value head);
-/// dprobs is scratch of B·H·T·T floats.
-func attentionBackward(dqkv: UnsafeMutablePointer<Float>, dprobs: UnsafeMutablePointer<Float>,
-                       dout: UnsafePointer<Float>, probs: UnsafePointer<Float>,
-                       qkv: UnsafePointer<Float>, shape s: AttentionShape) {
+/// dqkv must be zeroed by the caller (it accumulates over heads sharing a key/value head). One
+/// task per (example, key/value head), its query heads in order, so that tasks write disjoint
+/// columns of dqkv.
+func attentionBackward(dqkv: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, qkv: UnsafePointer<Float>,
+                       shape s: AttentionShape, scratch: AttentionScratch) {
     let T = s.sequence, D = s.headDimension, W = s.qkvWidth
-    let scale = 1 / Float(D).squareRoot()
-    for b in 0..<s.batch {
-        for h in 0..<s.heads {
-            let g = s.keyValueHead(of: h)
-            let p = probs + (b * s.heads + h) * T * T
-            let dp = dprobs + (b * s.heads + h) * T * T
+    precondition(T * T <= scratch.perWorker / 2, "attention scratch is smaller than T × T")
+    let scale = 1 / Float(D).squareRoot(), kv = ownKeyValues(qkv, shape: s)
+    let headsPerGroup = s.heads / s.keyValueHeads
+    scratch.forEachTask(s.batch * s.keyValueHeads) { task, p, dp in
+        let b = task / s.keyValueHeads, g = task % s.keyValueHeads
+        let row = b * T * W, k = qkv + row + s.keyOffset + g * D, v = qkv + row + s.valueOffset + g * D
+        for h in (g * headsPerGroup)..<((g + 1) * headsPerGroup) {
+            attentionProbabilities(p, queries: qkv, keyValues: kv, first: 0, example: b, head: h, shape: s)
             let doutHead = dout + b * T * s.outWidth + h * D
-            let v = qkv + b * T * W + s.valueOffset + g * D
             sgemm(transposeA: false, transposeB: true, m: T, n: T, k: D,
                   a: doutHead, lda: s.outWidth, b: v, ldb: W, c: dp, ldc: T)
-            sgemm(transposeA: true, transposeB: false, m: T, n: D, k: T,
-                  a: p, lda: T, b: doutHead, ldb: s.outWidth,
-                  beta: 1, c: dqkv + b * T * W + s.valueOffset + g * D, ldc: W)
-        }
-    }
-    Parallel.forEachChunk(s.batch * s.heads * T, minimumPerChunk: 256) { range in
-        for row in range {
-            let t = row % T
-            let p = probs + row * T, dp = dprobs + row * T
-            var dot: Float = 0
-            for j in 0...t { dot += p[j] * dp[j] }
-            for j in 0...t { dp[j] = p[j] * (dp[j] - dot) * scale }
-            for j in (t + 1)..<T { dp[j] = 0 }
-        }
-    }
-    for b in 0..<s.batch {
-        for h in 0..<s.heads {
-            let g = s.keyValueHead(of: h)
-            let dS = dprobs + (b * s.heads + h) * T * T
-            let q = qkv + b * T * W + h * D
-            let k = qkv + b * T * W + s.keyOffset + g * D
-            sgemm(transposeA: false, transposeB: false, m: T, n: D, k: T,
-                  a: dS, lda: T, b: k, ldb: W, beta: 1, c: dqkv + b * T * W + h * D, ldc: W)
-            sgemm(transposeA: true, transposeB: false, m: T, n: D, k: T,
-                  a: dS, lda: T, b: q, ldb: W, beta: 1, c: dqkv + b * T * W + s.keyOffset + g * D, ldc: W)
+            sgemm(transposeA: true, transposeB: false, m: T, n: D, k: T, a: p, lda: T, b: doutHead, ldb: s.outWidth,
+                  beta: 1, c: dqkv + row + s.valueOffset + g * D, ldc: W)
+            for t in 0..<T {
+                let pt = p + t * T, dpt = dp + t * T
+                var dot: Float = 0
+                for j in 0...t { dot += pt[j] * dpt[j] }
+                for j in 0...t { dpt[j] = pt[j] * (dpt[j] - dot) * scale }
+                for j in (t + 1)..<T { dpt[j] = 0 }
+            }
+            sgemm(transposeA: false, transposeB: false, m: T, n: D, k: T, a: dp, lda: T, b: k, ldb: W,
+                  beta: 1, c: dqkv + row + h * D, ldc: W)
+            sgemm(transposeA: true, transposeB: false, m: T, n: D, k: T, a: dp, lda: T, b: qkv + row + h * D, ldb: W,
+                  beta: 1, c: dqkv + row + s.keyOffset + g * D, ldc: W)
         }
     }
 }
