@@ -44,19 +44,17 @@ struct AttentionScratch {
         base = buffer(self.workers * perWorker)
     }
 
-    /// Runs `body(task, scores, gradient)` for every task in 0..<tasks on the workers, BLAS on
-    /// one thread; `scores` and `gradient` are the worker's two matrices.
+    /// Runs `body(task, scores, gradient)` for every task in 0..<tasks on `Parallel`'s chunks,
+    /// BLAS on one thread; `scores` and `gradient` are the chunk's two matrices. Chunks hold at
+    /// least ⌈tasks / workers⌉ tasks, so there are never more chunks than workers' scratch.
     func forEachTask(_ tasks: Int, _ body: (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
-        let workers = min(self.workers, Parallel.threadCount, tasks), perWorker = self.perWorker
-        guard workers > 0 else { return }
+        let perWorker = self.perWorker
+        // Each chunk writes only its own scratch and its tasks' disjoint output columns.
+        let base = UncheckedSendable(self.base)
         BLAS.withOneThread {
-            // Each worker writes only its own scratch and its tasks' disjoint output columns.
-            withoutActuallyEscaping(body) { body in
-                let shared = UncheckedSendable((body: body, base: base))
-                DispatchQueue.concurrentPerform(iterations: workers) { worker in
-                    let scores = shared.value.base + worker * perWorker, gradient = scores + perWorker / 2
-                    for task in stride(from: worker, to: tasks, by: workers) { shared.value.body(task, scores, gradient) }
-                }
+            Parallel.forEachChunk(tasks, minimumPerChunk: (tasks + workers - 1) / workers) { chunk, range in
+                let scores = base.value + chunk * perWorker
+                for task in range { body(task, scores, scores + perWorker / 2) }
             }
         }
     }
