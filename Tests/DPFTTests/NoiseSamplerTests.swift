@@ -166,21 +166,16 @@ struct NoiseSamplerTests {
         }
     }
 
-    /// The vectorised common path (`dpft_noise_fast_pass`, C, one build per x86-64 level) against
-    /// the rectangle branch written out one coordinate at a time (`rectangleNoise`, proposals
-    /// read from the words byte by byte): the same bits for every settled coordinate (noise
-    /// added to the snapped value, rounded to Float once), untouched values and the right
-    /// (index, proposal) pairs for every other. Inputs cover small, huge (past 2⁵¹ grid units,
-    /// where snapping takes the library rounding) and negative values; proposals cover the tail
-    /// zone, a wedge cell and a Lemire product whose low bits are below the cell count.
-    @Test func vectorFastPassEqualsTheScalarRectangleBranch() {
-        let grid = NoiseGrid(standardDeviation: 0.37)
+    /// A pass of `count` proposals as random words, with proposal j's bytes (32 cell bits at 4j,
+    /// the tag at 4·count + 2j, little-endian) set for the rare branches: 3 the tail zone, 4 a
+    /// Lemire product whose low bits are below the cell count, 5 a wedge cell, 6–8 rectangle
+    /// cells; and inputs: small, huge (past 2⁵¹ grid units, where snapping takes the
+    /// library rounding), tiny, negative, either side of 2³⁰ grid units (7, 8), and −0 at 6 with
+    /// noise −0 (the double path's snapping makes it +0, and so must the kernel).
+    static func fastPassCase(grid: NoiseGrid, count: Int) -> (words: [UInt64], inputs: [Float]) {
         let ziggurat = grid.ziggurat
-        let inverseSpacing = 1 / grid.spacing
-        let count = GaussianSampler.passSize - 3  // a pass whose tags start mid-word
         var source = NoiseSource.seeded(21)
         var words = (0..<GaussianSampler.wordsPerPass(count)).map { _ in UInt64((source.nextUniform() * 0x1p53).rounded(.down)) << 11 | UInt64((source.nextUniform() * 2048).rounded(.down)) }
-        // Proposal j's bytes: 32 cell bits at 4j, the tag at 4·count + 2j (little-endian).
         func set(_ j: Int, bits: UInt32, tag: UInt16) {
             words.withUnsafeMutableBytes { raw in
                 raw.storeBytes(of: bits.littleEndian, toByteOffset: 4 * j, as: UInt32.self)
@@ -191,10 +186,31 @@ struct NoiseSamplerTests {
         set(4, bits: 0, tag: 0x205)  // product 0: low bits below the cells
         let wedge = UInt64(ziggurat.inner[9])  // box 9's first cell outside the rectangle
         set(5, bits: UInt32((((wedge << 38) + (1 << 37)) / ziggurat.cells[9]) >> 6), tag: 0x109)
-        let inputs = (0..<count).map { j -> Float in
+        set(6, bits: 0, tag: 0x0505)  // box 5, cell 0 (cell bits 1), negative, lower half: k = −0
+        set(7, bits: 1 << 22, tag: 0x0206)  // rectangle cells for the inputs either side of 2³⁰
+        set(8, bits: 1 << 24, tag: 0x0107)
+        var inputs = (0..<count).map { j -> Float in
             let base = Float(source.nextUniform() - 0.5)
             return j % 17 == 0 ? base * 3e16 : j % 5 == 0 ? base * 1e-6 : base
         }
+        inputs[6] = -0.0
+        inputs[7] = Float(0x1p30 * grid.spacing)
+        inputs[8] = Float(-(0x1p30 - 64) * grid.spacing)
+        return (words, inputs)
+    }
+
+    /// The vectorised common path (`dpft_noise_fast_pass`, C, one build per x86-64 level) against
+    /// the rectangle branch written out one coordinate at a time (`rectangleNoise`, proposals
+    /// read from the words byte by byte, snapping in double precision): the same bits for every
+    /// settled coordinate, untouched values and the right (index, proposal) pairs for every
+    /// other — those outside a rectangle cell, and those the kernel's 32-bit sum leaves to the
+    /// double path (|x/λ| ≥ 2³⁰).
+    @Test func vectorFastPassEqualsTheScalarRectangleBranch() {
+        let grid = NoiseGrid(standardDeviation: 0.37)
+        let ziggurat = grid.ziggurat
+        let inverseSpacing = 1 / grid.spacing
+        let count = GaussianSampler.passSize - 3  // a pass whose tags start mid-word
+        let (words, inputs) = Self.fastPassCase(grid: grid, count: count)
         var values = inputs
         var pendingIndex = [UInt32](repeating: 0, count: GaussianSampler.passSize)
         var pendingProposal = [UInt64](repeating: 0, count: GaussianSampler.passSize)
@@ -210,19 +226,56 @@ struct NoiseSamplerTests {
                 }
             }
         }
-        var expectedOutside: [Int] = []
+        var expectedOutside: [Int] = [], outsideTheIntegers: [Int] = []
         for j in 0..<count {
             let proposal = GaussianSampler.proposal(j, of: words, count: count)
             guard let k = GaussianSampler.rectangleNoise(proposal, ziggurat: ziggurat) else { expectedOutside.append(j); continue }
-            let snapped = (Double(inputs[j]) * inverseSpacing).rounded(.toNearestOrEven)
+            let scaled = Double(inputs[j]) * inverseSpacing, snapped = GaussianSampler.roundToEven(scaled)
+            guard abs(scaled) < 0x1p30 else {
+                expectedOutside.append(j)
+                outsideTheIntegers.append(j)
+                continue
+            }
             let expected = Float((snapped + k) * grid.spacing)
             #expect(values[j].bitPattern == expected.bitPattern, "coordinate \(j): \(values[j]) vs \(expected)")
         }
-        #expect([3, 4, 5].allSatisfy(expectedOutside.contains))
+        #expect([3, 4, 5, 7].allSatisfy(expectedOutside.contains) && !expectedOutside.contains(6) && !expectedOutside.contains(8))
+        #expect(outsideTheIntegers.contains(7) && outsideTheIntegers.contains(17))
+        #expect(values[6].bitPattern == Float(0).bitPattern, "−0 plus noise −0 snaps to +0")
         #expect(pendingIndex[0..<listed].map(Int.init) == expectedOutside)
         #expect(pendingProposal[0..<listed].elementsEqual(expectedOutside.map { GaussianSampler.proposal($0, of: words, count: count) }))
         #expect(expectedOutside.allSatisfy { values[$0].bitPattern == inputs[$0].bitPattern })
         #expect(count - expectedOutside.count > count * 9 / 10, "most proposals settle in the fast path")
+    }
+
+    /// A whole pass of `addNoise` (the kernel, then `settle` and double-precision snapping for
+    /// what it lists) against one coordinate at a time in Swift: proposal j from the pass's
+    /// words, `rectangleNoise` or else `settle` reading the words after the pass in order, the
+    /// snapped sum in double precision, rounded to Float, times the scale. The same bits for
+    /// every coordinate, the huge ones included.
+    @Test func aPassOfAddNoiseEqualsTheOneAtATimeDraw() {
+        let grid = NoiseGrid(standardDeviation: 0.37)
+        let count = GaussianSampler.passSize - 3
+        let (passWords, inputs) = Self.fastPassCase(grid: grid, count: count)
+        var source = NoiseSource.seeded(29)
+        let following = (0..<4096).map { _ in UInt64((source.nextUniform() * 0x1p32).rounded(.down)) << 32 | UInt64((source.nextUniform() * 0x1p32).rounded(.down)) }
+        let scale = Float(1) / 3
+        var values = inputs
+        var words = KeystreamWords(fixedWords: passWords + following)
+        values.withUnsafeMutableBufferPointer {
+            GaussianSampler.addNoise(to: $0, range: 0..<count, grid: grid, words: &words, scale: scale)
+        }
+        var rest = KeystreamWords(fixedWords: following)
+        var differing: [Int] = []
+        for j in 0..<count {
+            let proposal = GaussianSampler.proposal(j, of: passWords, count: count)
+            let k = GaussianSampler.rectangleNoise(proposal, ziggurat: grid.ziggurat)
+                ?? GaussianSampler.settle(proposal, ziggurat: grid.ziggurat, words: &rest)
+            let snapped = GaussianSampler.roundToEven(Double(inputs[j]) / grid.spacing)
+            let expected = Float((snapped + k) * grid.spacing) * scale
+            if values[j].bitPattern != expected.bitPattern { differing.append(j) }
+        }
+        #expect(differing.isEmpty, "coordinates \(differing) differ")
     }
 
     /// The slow path finishes Lemire's draw: a product whose low 38 bits fall below 2³⁸ mod

@@ -14,11 +14,16 @@
 /// bounds[box] = cells | inner << 32 the cell is (bits·2⁶ + tag >> 10)·cells >> 38 (Lemire).
 /// When the product's low 38 bits are ≥ cells and cell < inner it sets
 ///     values[j] = (float)((roundeven(values[j] * inverse_spacing) ± (cell + half)) * spacing) * scale
+/// (a zero sum gives +0, as GaussianSampler.roundToEven's snapping does)
 /// and otherwise leaves values[j] and appends j to `pending_index` and bits << 32 | tag to
-/// `pending_proposal`. Returns how many were appended. The float product with `scale` comes after
+/// `pending_proposal`. It computes the sum in 32-bit integers, so it also lists (and leaves) a
+/// coordinate whose |values[j]·inverse_spacing| is not below 2³⁰ or is NaN, and every
+/// coordinate when spacing is outside [2⁻¹²⁶, 2⁹⁶]: the caller
+/// finishes those in double precision, where a proposal the test above accepts reads no more
+/// keystream. Returns how many were appended. The float product with `scale` comes after
 /// the noisy value's rounding to float: a later pass `values[j] *= scale` gives the same bits.
-/// Every operation is exact integer arithmetic or a correctly rounded IEEE double operation
-/// with no contraction, so the result is bit-identical to Swift's on every CPU; the loop is
+/// Every operation is exact integer arithmetic or a correctly rounded IEEE operation with no
+/// contraction, so the result is bit-identical to Swift's double path on every CPU; the loop is
 /// compiled for AVX-512, AVX2 and baseline x86-64 and the best one the CPU has is picked at
 /// load time.
 size_t dpft_noise_fast_pass(float *values, const void *keystream, size_t count, const uint64_t *bounds,

@@ -164,7 +164,10 @@ enum GaussianSampler {
     /// Where its cell is a rectangle cell, adds the noise; elsewhere leaves the value and lists
     /// j and the proposal in `pendingIndex`/`pendingProposal`. Returns how many were listed.
     /// The C kernel computes, bit for bit, what `rectangleNoise` and the snapping of `addNoise`
-    /// compute one coordinate at a time (`NoiseSamplerTests` compares them).
+    /// compute one coordinate at a time (`NoiseSamplerTests` compares them). It adds in 32-bit
+    /// integers, so it also lists the rare coordinates beyond that range (|x/λ| ≥ 2³⁰, NaN,
+    /// grids outside [2⁻¹²⁶, 2⁹⁶]): `settle` returns such a proposal's k
+    /// without reading keystream, and `addNoise` snaps it in double precision.
     @inline(__always)
     static func fastPass(_ values: UnsafeMutableBufferPointer<Float>, _ pass: Range<Int>, _ passWords: UnsafeBufferPointer<UInt64>,
                          bounds: UnsafeBufferPointer<UInt64>, inverseSpacing: Double, spacing: Double, scale: Float = 1,
