@@ -11,7 +11,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         // SHA-256 (data and base digests, seeded noise keys) and the operating system's random
-        // key of the DP noise; its ChaCha20 is the tests' second reference for the keystream.
+        // key of the DP noise; its AES-CTR is the tests' second reference for the keystream.
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
@@ -28,8 +28,8 @@ let package = Package(
         // processes"), so dpft without mpirun needs no MPI library.
         .target(name: "CMPI", linkerSettings: [.linkedLibrary("dl")]),
         // The DP noise sampler's C parts: its vectorised common path (GaussianSampler.fastPass),
-        // one build per x86-64 level picked at load time, and its ChaCha20 keystream through
-        // OpenSSL's libcrypto (AVX-512 code where the CPU has it).
+        // one build per x86-64 level picked at load time, and its AES-256-CTR keystream through
+        // OpenSSL's libcrypto (AES-NI and VAES code where the CPU has them).
         .target(name: "CNoise", linkerSettings: [.linkedLibrary("crypto")]),
         // tanh and exp over arrays through glibc's vector math library (GELU, softmax, SiLU).
         .target(name: "CVectorMath", linkerSettings: [.linkedLibrary("mvec"), .linkedLibrary("m")]),
@@ -46,7 +46,7 @@ let package = Package(
         // Fixtures are read from the source tree (see Tests/DPFTTests/TestSupport.swift).
         .testTarget(name: "DPFTTests", dependencies: [
             "DPFT",
-            // swift-crypto's ChaCha20 (BoringSSL) checks the noise keystream (OpenSSL's).
+            // swift-crypto's AES-CTR (BoringSSL) checks the noise keystream (OpenSSL's).
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ], exclude: ["Fixtures"]),
     ],

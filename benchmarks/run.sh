@@ -153,7 +153,7 @@ model_section 5 3 --config recipes/models/gpt2-small.json --batch-size 8
 cp "$scratch/private-full.json" "$scratch/gpt2-small-private-full.json"
 
 echo
-echo "== DP noise (ChaCha20, snapped grid Gaussian; Privacy/GaussianSampler.swift) vs the private all-layer full steps above (target ≤ 2 %)"
+echo "== DP noise (AES-256-CTR, snapped grid Gaussian; Privacy/GaussianSampler.swift) vs the private all-layer full steps above (target ≤ 2 %)"
 for model in reference gpt2-small; do
     private_json=$(cat "$scratch/$model-private-full.json")
     private_seconds=$(sed -E 's/.*"seconds_per_step":([0-9.eE+-]+).*/\1/' <<<"$private_json")

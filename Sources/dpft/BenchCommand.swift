@@ -274,7 +274,7 @@ struct BenchCommand: ParsableCommand {
 
     struct Noise: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Time the DP noise (ChaCha20 keystream, snapped grid Gaussian) of one private step.",
+            abstract: "Time the DP noise (AES-256-CTR keystream, snapped grid Gaussian) of one private step.",
             discussion: """
                 Each timed call adds σ = 1 noise to --coordinates zeros on all threads, as a private \
                 step does once. The default is the reference GPT's trainable count in full \

@@ -140,25 +140,40 @@ struct NoiseSamplerTests {
         #expect(noise(&c, threads: 2, count: 16) != noise(&d, threads: 2, count: 16))
     }
 
-    /// The bits are ChaCha20's (RFC 8439 A.1, test vector #2: zero key, zero nonce, block counter
-    /// 1 — where ChaChaPoly's ciphertext starts, so streams are those of sealing zeros).
-    @Test func keystreamIsRFC8439ChaCha20() {
-        let words = NoiseSource.keystream(key: .init(data: [UInt8](repeating: 0, count: 32)), stream: 0, index: 0, count: 4)
-        #expect(words == [0x7a38_5155_bee7_079f, 0x0d08_2d73_7c97_ba98, 0x6965_e348_a029_0fcb, 0xed7a_ee32_3e53_c612])
+    /// The bits are AES-256-CTR's: NIST SP 800-38A F.5.5 (CTR-AES256.Encrypt), whose output
+    /// blocks #1–#2 are the keystream from counter block f0f1…feff; the second block's counter
+    /// carries into byte 14 (…fcfdfeff + 1 = …fcfdff00), as the big-endian increment must.
+    @Test func keystreamIsNISTAES256CTR() {
+        let key = SymmetricKey(data: Self.hex("603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4"))
+        let expected = Self.hex("0bdf7df1591716335e9a8b15c860c502" + "5a6e699d536119065433863c8f657b94")
+        let words = [UInt64](unsafeUninitializedCapacity: 4) { buffer, initialized in
+            NoiseSource.keystream(key: key, counterBlock: Self.hex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"), into: buffer)
+            initialized = 4
+        }
+        let bytes = words.flatMap { word in (0..<8).map { UInt8(truncatingIfNeeded: word >> (8 * $0)) } }
+        #expect(bytes == expected)
     }
 
-    /// OpenSSL's keystream (the noise's) equals swift-crypto's (BoringSSL) for a random key, for
-    /// nonces that use every byte of (stream, index), over 2¹⁷ + 3 words: past many blocks, and
-    /// not a whole number of the 16-block batches vector code works in.
-    @Test func keystreamEqualsSwiftCryptosChaCha20() throws {
+    static func hex(_ text: String) -> [UInt8] {
+        stride(from: 0, to: text.count, by: 2).map { offset in
+            let start = text.index(text.startIndex, offsetBy: offset)
+            return UInt8(text[start..<text.index(start, offsetBy: 2)], radix: 16)!
+        }
+    }
+
+    /// OpenSSL's keystream (the noise's) equals swift-crypto's AES-CTR (BoringSSL) for a random
+    /// key, for (stream, index) prefixes that use every byte, over 2¹⁷ words (2¹⁶ blocks, a
+    /// whole chunk), 3 words and 4099: past many blocks, and not a whole number of the block
+    /// batches vector code works in.
+    @Test func keystreamEqualsSwiftCryptosAESCTR() throws {
         let key = SymmetricKey(size: .bits256)
         for (stream, index, count) in [(UInt32(0x8000_0007), UInt64(0x0123_4567_89AB_CDEF), 1 << 17),
                                        (0, 0, 3), (0xFFFF_FFFF, 42 << 20 | 1, 4099)] {
-            var nonce: [UInt8] = []
-            withUnsafeBytes(of: stream.littleEndian) { nonce.append(contentsOf: $0) }
-            withUnsafeBytes(of: index.littleEndian) { nonce.append(contentsOf: $0) }
-            let reference = try Insecure.ChaCha20CTR.encrypt(Data(count: count * 8), using: key,
-                                                             counter: .init(offset: 1), nonce: .init(data: nonce))
+            var prefix: [UInt8] = []
+            withUnsafeBytes(of: stream.littleEndian) { prefix.append(contentsOf: $0) }
+            withUnsafeBytes(of: index.littleEndian) { prefix.append(contentsOf: $0) }
+            // A 12-byte nonce: swift-crypto starts the 32-bit big-endian counter after it at 0.
+            let reference = try AES._CTR.encrypt(Data(count: count * 8), using: key, nonce: .init(nonceBytes: prefix))
             let expected = reference.withUnsafeBytes { raw in
                 (0..<count).map { UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self)) }
             }

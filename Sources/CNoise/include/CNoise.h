@@ -30,14 +30,14 @@ size_t dpft_noise_fast_pass(float *values, const void *keystream, size_t count, 
                             double inverse_spacing, double spacing, float scale,
                             uint32_t *pending_index, uint64_t *pending_proposal);
 
-/// Words per call of `dpft_chacha20_keystream` at most (1 MiB of keystream).
+/// Words per call of `dpft_aes256ctr_keystream` at most (1 MiB of keystream, 2¹⁶ blocks).
 #define DPFT_KEYSTREAM_WORDS_MAX (1 << 17)
 
-/// Writes `count` 64-bit words of the ChaCha20 keystream (RFC 8439) under the 256-bit `key` and
-/// 96-bit `nonce`, starting at block `counter`, each word read from its 8 keystream bytes in
-/// little-endian order. Returns 1, or 0 when OpenSSL cannot provide ChaCha20 or `count` is
+/// Writes `count` 64-bit words of the AES-256 counter-mode keystream (NIST SP 800-38A: the
+/// encryption of the 128-bit counter block, then of that block plus 1, 2, … as a big-endian
+/// integer) under the 256-bit `key`, each word read from its 8 keystream bytes in
+/// little-endian order. Returns 1, or 0 when OpenSSL cannot provide AES-256-CTR or `count` is
 /// over DPFT_KEYSTREAM_WORDS_MAX. Safe to call from several threads at once.
-int dpft_chacha20_keystream(uint64_t *words, size_t count, const uint8_t key[32], uint32_t counter,
-                            const uint8_t nonce[12]);
+int dpft_aes256ctr_keystream(uint64_t *words, size_t count, const uint8_t key[32], const uint8_t counter_block[16]);
 
 #endif

@@ -77,9 +77,9 @@ import Foundation
 /// 2.6·10⁻⁴ of the draws land. (The ziggurat this replaced rounded 53-bit positions in double
 /// precision: η ≲ 2⁻²⁶ at every point.)
 ///
-/// **Cost.** Six keystream bytes per proposal (ChaCha20 from OpenSSL's libcrypto, whose AVX-512
-/// code runs at ≈ 4.8 GB/s per core on the 2-core AMD EPYC of DESIGN.md §8;
-/// `dpft_chacha20_keystream`) and one 64-bit table gather. `make bench` prints the time per
+/// **Cost.** Six keystream bytes per proposal (AES-256-CTR from OpenSSL's libcrypto, ≈ 8.3
+/// GB/s per core on the 2-core AMD EPYC of DESIGN.md §8; `dpft_aes256ctr_keystream`) and one
+/// 64-bit table gather. `make bench` prints the time per
 /// draw and the share of a private full step (the budget is 2 %). The noise is a fixed cost
 /// per coordinate while the step's arithmetic grows with the batch.
 ///
@@ -96,7 +96,8 @@ import Foundation
 ///   support data-dependent and costs four draws. Here the support is data-independent by
 ///   construction, with one draw.
 /// - Short tails: no cap near 8.6σ (see above); a predictable generator: the bits are the
-///   ChaCha20 keystream (RFC 8439), keyed by the operating system unless a seed is recorded.
+///   AES-256-CTR keystream (`NoiseSource`, which bounds its distance from uniform), keyed by
+///   the operating system unless a seed is recorded.
 ///
 /// **What it does not protect against.**
 /// - The residual η above. No published attack uses such differences (they need outputs of
@@ -116,7 +117,7 @@ import Foundation
 ///   Underestimation of Sensitivity in Differentially Private Libraries", CCS 2022): the
 ///   sensitivity Δ is that of the exact clipped sum.
 enum GaussianSampler {
-    /// Coordinates per block: each block reads its own ChaCha20 stream, so the noise does not
+    /// Coordinates per block: each block reads its own keystream, so the noise does not
     /// depend on how blocks are spread over threads.
     static let blockSize = 1 << 16
     /// λ = 2^(⌊log₂ σ_t⌋ − gridBits).
@@ -405,9 +406,9 @@ struct GridZiggurat: Sendable {
     }
 }
 
-/// The ChaCha20 keystream of one (stream, block) nonce prefix, read as 64-bit words, each
-/// once and in order. Chunks of the block use nonces (stream, block·2²⁰ + chunk), so no two
-/// chunks share a nonce. Each chunk is written into one buffer the reader owns, after the
+/// The AES-256-CTR keystream of one (stream, block) prefix, read as 64-bit words, each once
+/// and in order. Chunks of the block use counter blocks (stream, block·2²⁰ + chunk, j), so no
+/// two chunks share a counter block (`NoiseSource`). Each chunk is written into one buffer the reader owns, after the
 /// previous chunk's unread words: reading is a plain load, with no reference counting, and no
 /// word is skipped when a pass needs more than a chunk has left.
 struct KeystreamWords: ~Copyable {

@@ -4,13 +4,20 @@ import Foundation
 
 /// Gaussian noise for DP from a cryptographically secure generator (DESIGN.md §3).
 ///
-/// Uniform bits are the ChaCha20 keystream (RFC 8439, through OpenSSL's libcrypto, from block
-/// counter 1, which is what ChaChaPoly's ciphertext of zeros is) keyed by 256 bits from the
-/// operating system. A fixed
-/// seed is possible only when asked for explicitly (`seeded(_:)`), and `isSeeded` lets the
-/// ledger record it. Nonces separate the streams: (0, counter) for `nextUniform()`, and
-/// (2³¹ + call, block·2²⁰ + chunk) for the blocks of the `call`-th `addGaussian`, whose
+/// Uniform bits are the AES-256 counter-mode keystream (NIST SP 800-38A, through OpenSSL's
+/// libcrypto; the construction of NIST's CTR_DRBG, SP 800-90A) keyed by 256 bits from the
+/// operating system. A fixed seed is possible only when asked for explicitly (`seeded(_:)`),
+/// and `isSeeded` lets the ledger record it. Counter blocks separate the streams: block
+/// (stream, index, j) is the 4 little-endian bytes of `stream`, the 8 of `index`, then the
+/// block number j < 2¹⁶ as 4 big-endian bytes; (0, counter) feeds `nextUniform()`, and
+/// (2³¹ + call, block·2²⁰ + chunk) the blocks of the `call`-th `addGaussian`, whose
 /// floating-point-safe construction, citations and limits are documented on `GaussianSampler`.
+///
+/// A block cipher never repeats an output block under one key, where truly random bits
+/// would, rarely: over q blocks the keystream is at most q²/2¹²⁹ from uniform in statistical
+/// distance (the PRP/PRF switching lemma). A run of 10⁴ GPT-2-small steps reads q ≈ 2³⁹
+/// blocks per key, so ≤ 2⁻⁵¹: an additive term far below any δ a run uses, beside the usual
+/// assumption that AES-256 is a pseudorandom permutation.
 public struct NoiseSource {
     private let key: SymmetricKey
     private var counter: UInt64 = 0
@@ -51,21 +58,26 @@ public struct NoiseSource {
 
     private static let chunkWords = Int(DPFT_KEYSTREAM_WORDS_MAX)
 
-    /// Writes the keystream under nonce (stream, index) to `words`, from block counter 1 (where
-    /// ChaChaPoly's ciphertext starts, RFC 8439 §2.8): the keystream of sealing zeros, without
-    /// a Poly1305 tag nobody reads. The cipher is OpenSSL's (`dpft_chacha20_keystream`, C).
+    /// Writes the keystream of counter blocks (stream, index, 0), (stream, index, 1), … to
+    /// `words`. The cipher is OpenSSL's (`dpft_aes256ctr_keystream`, C).
     static func keystream(key: SymmetricKey, stream: UInt32, index: UInt64, into words: UnsafeMutableBufferPointer<UInt64>) {
+        var block = [UInt8](repeating: 0, count: 16)
+        withUnsafeBytes(of: stream.littleEndian) { block.replaceSubrange(0..<4, with: $0) }
+        withUnsafeBytes(of: index.littleEndian) { block.replaceSubrange(4..<12, with: $0) }
+        keystream(key: key, counterBlock: block, into: words)
+    }
+
+    /// Writes the AES-256-CTR keystream from the 16-byte `counterBlock` to `words`.
+    static func keystream(key: SymmetricKey, counterBlock: [UInt8], into words: UnsafeMutableBufferPointer<UInt64>) {
+        precondition(counterBlock.count == 16, "an AES counter block is 16 bytes")
         let ok = key.withUnsafeBytes { keyBytes in
-            withUnsafeTemporaryAllocation(byteCount: 12, alignment: 1) { nonce in
-                nonce.storeBytes(of: stream.littleEndian, toByteOffset: 0, as: UInt32.self)
-                nonce.storeBytes(of: index.littleEndian, toByteOffset: 4, as: UInt64.self)
-                return dpft_chacha20_keystream(words.baseAddress, words.count,
-                                               keyBytes.bindMemory(to: UInt8.self).baseAddress, 1,
-                                               nonce.bindMemory(to: UInt8.self).baseAddress)
+            counterBlock.withUnsafeBufferPointer { block in
+                dpft_aes256ctr_keystream(words.baseAddress, words.count, keyBytes.bindMemory(to: UInt8.self).baseAddress,
+                                         block.baseAddress)
             }
         }
         if ok != 1 {
-            fatalError("dpft: OpenSSL's libcrypto gave no ChaCha20 keystream (is its default provider disabled?); the DP noise cannot be drawn")
+            fatalError("dpft: OpenSSL's libcrypto gave no AES-256-CTR keystream (is its default provider disabled?); the DP noise cannot be drawn")
         }
     }
 
