@@ -93,16 +93,25 @@ extension ModuleBinder {
     }
 
     /// One set of a block's saved activations, sized for `rows` (the largest batch's B × T); the
-    /// dense MLP buffers only when `dense` (a mixture of experts has its own).
-    func blockActivations(config: ModelConfig, dense: Bool, gated: Bool) -> BlockActivations {
+    /// dense MLP buffers only when `dense` (a mixture of experts has its own). The norms'
+    /// outputs and the gated MLP's product come from `remade`, which every block shares: each
+    /// is cheap to make again from what the block keeps (`Transformer.remakeNormOutput`,
+    /// `remakeGatedProduct`).
+    func blockActivations(config: ModelConfig, dense: Bool, remade: RemadeActivations) -> BlockActivations {
         let N = rows, C = config.hiddenSize, I = config.intermediateSize, H = config.headCount
         let W = (H + 2 * config.keyValueHeadCount) * config.headDimension, HD = H * config.headDimension
         return BlockActivations(
-            norm1Out: buffer(N * C), norm1Mean: buffer(N), norm1Rstd: buffer(N),
+            norm1Out: remade.norm1Out, norm1Mean: buffer(N), norm1Rstd: buffer(N),
             qkvOut: buffer(N * W),
-            attention: buffer(N * HD), middle: buffer(N * C), norm2Out: buffer(N * C),
+            attention: buffer(N * HD), middle: buffer(N * C), norm2Out: remade.norm2Out,
             norm2Mean: buffer(N), norm2Rstd: buffer(N), mlpHidden: buffer(dense ? N * I : 0),
-            mlpHidden2: buffer(dense ? N * I : 0), mlpActivation: buffer(gated ? N * I : 0))
+            mlpHidden2: buffer(dense ? N * I : 0), mlpActivation: remade.gatedProduct)
+    }
+
+    /// The buffers of the activations every block remakes in its backward pass.
+    func remadeActivations(config: ModelConfig, gated: Bool) -> RemadeActivations {
+        RemadeActivations(norm1Out: buffer(rows * config.hiddenSize), norm2Out: buffer(rows * config.hiddenSize),
+                          gatedProduct: buffer(gated ? rows * config.intermediateSize : 0))
     }
 }
 

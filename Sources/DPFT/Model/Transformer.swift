@@ -172,6 +172,17 @@ struct BlockActivations {
     var mlpActivation: UnsafeMutablePointer<Float> // [N, I] llama: silu(gate)·up (gpt2, mixtral: unused)
 }
 
+/// Activations that are cheap to make again from what a block keeps — its norms' outputs
+/// (from the norm's input and the weights) and a gated MLP's silu(gate)·up (from gate and up)
+/// — live in one set of buffers all blocks share instead of one per block: each block's
+/// backward pass remakes them, with the forward's own code, before it reads them. On the
+/// 1.1B Llama (B = 4, T = 256) that is (2·2048 + 5632)·4 bytes per token per layer: 836 MiB.
+struct RemadeActivations {
+    var norm1Out: UnsafeMutablePointer<Float>     // [N, C]
+    var norm2Out: UnsafeMutablePointer<Float>     // [N, C]
+    var gatedProduct: UnsafeMutablePointer<Float> // [N, I] (gated MLPs only)
+}
+
 /// A decoder-only transformer of a family declared in Model/Families/ (optional LoRA) with hand-written
 /// forward and backward passes (DESIGN.md §2).
 ///
@@ -344,11 +355,13 @@ public final class Transformer {
     }
 
     /// The blocks with their buffers: each its own saved activations, or (`sharingActivations`,
-    /// for recomputation) one set that all of them share.
+    /// for recomputation) one set that all of them share; either way one set of
+    /// `RemadeActivations`.
     private static func blocks(_ declaration: ModelDeclaration, binder: ModuleBinder, config: ModelConfig,
                                sharingActivations: Bool) -> [Block] {
+        let remade = binder.remadeActivations(config: config, gated: declaration.blocks.contains { $0.feedForward.isGated })
         func activations(_ block: BlockDeclaration) -> BlockActivations {
-            binder.blockActivations(config: config, dense: !block.feedForward.hasExperts, gated: block.feedForward.isGated)
+            binder.blockActivations(config: config, dense: !block.feedForward.hasExperts, remade: remade)
         }
         let shared = sharingActivations ? declaration.blocks.first.map(activations) : nil
         return declaration.blocks.map { binder.block($0, config: config, saved: shared ?? activations($0)) }
@@ -595,6 +608,16 @@ public final class Transformer {
         }
     }
 
+    /// Makes a norm's output again in its shared buffer (`RemadeActivations`) with the forward's
+    /// code on the block's own input — the same values, mean and rstd included — after the sink
+    /// has copied what it still needs of the block after this one's.
+    private func remakeNormOutput(_ norm: NormParameters, out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>,
+                                  rstd: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, sink: GradientSink) {
+        let N = currentRows.rows
+        sink.sharedBufferWillChange(UnsafeBufferPointer(start: out, count: N * config.hiddenSize))
+        normForward(norm, out: out, mean: mean, rstd: rstd, inp: inp, rows: N)
+    }
+
     /// residualGradient holds d(block output) on entry and d(block input) on exit.
     private func blockBackward(_ block: Block, sink: GradientSink) {
         let C = config.hiddenSize, I = config.intermediateSize
@@ -602,6 +625,12 @@ public final class Transformer {
         let rows = currentRows, N = rows.rows
         let dresidual = residualGradient
         // forward was: output = middle + mlpOut(mlp(norm2(middle)))
+        remakeNormOutput(block.norm2, out: block.saved.norm2Out, mean: block.saved.norm2Mean, rstd: block.saved.norm2Rstd,
+                         inp: block.saved.middle, sink: sink)
+        if case .swiglu = block.feedForward {
+            sink.sharedBufferWillChange(UnsafeBufferPointer(start: block.saved.mlpActivation, count: N * I))
+            swigluForward(out: block.saved.mlpActivation, gate: block.saved.mlpHidden, up: block.saved.mlpHidden2, count: N * I)
+        }
         switch block.feedForward {
         case .gelu(let fc, let projection):
             zero(mlpGradient, N * I)
@@ -638,6 +667,8 @@ public final class Transformer {
         attentionBackward(dqkv: qkvGradient, dout: attentionGradient, qkv: block.saved.qkvOut, shape: shape,
                           scratch: attentionScratch)
         rotary?.apply(qkvGradient, shape: shape, inverse: true)
+        remakeNormOutput(block.norm1, out: block.saved.norm1Out, mean: block.saved.norm1Mean, rstd: block.saved.norm1Rstd,
+                         inp: block.input, sink: sink)
         zero(normGradient, N * C)
         for module in block.qkv {
             module.backward(dinp: normGradient, dout: qkvGradient, doutStride: W, inp: block.saved.norm1Out, rows: rows,

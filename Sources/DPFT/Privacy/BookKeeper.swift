@@ -581,7 +581,17 @@ final class BookKeeper: GradientSink {
     /// such input once, points its books at the copy, and forgets the Grams made from it.
     /// Groups that close within a block (layer-wise, per-block) have nothing pending here;
     /// all-layer pays one copy per distinct input.
-    func sharedActivationsWillChange() {
+    func sharedActivationsWillChange() { secureInputs { _ in true } }
+
+    /// As `sharedActivationsWillChange`, for the books whose input lies in `buffer`; the Gram
+    /// cache is forgotten whatever its source (a pointer into `buffer` will hold new rows).
+    func sharedBufferWillChange(_ buffer: UnsafeBufferPointer<Float>) {
+        guard let base = buffer.baseAddress else { return }
+        let range = UnsafePointer(base)..<UnsafePointer(base + buffer.count)
+        secureInputs { range.contains($0) }
+    }
+
+    private func secureInputs(where changes: (UnsafePointer<Float>) -> Bool) {
         precondition(scopes.depth == 0 && remake.isEmpty, "shared activations changed inside a module scope")
         gramsSource = nil
         struct Source: Hashable { var a: UnsafePointer<Float>, stride: Int, rows: Int, width: Int }
@@ -589,7 +599,7 @@ final class BookKeeper: GradientSink {
         for group in pending.indices {
             for index in pending[group].indices where pending[group][index].input == nil {
                 guard case .outerProduct(let e, let eStride, let a, let aStride, let inFeatures, let outFeatures,
-                                         let scale, let rows) = pending[group][index].book else { continue }
+                                         let scale, let rows) = pending[group][index].book, changes(a) else { continue }
                 let source = Source(a: a, stride: aStride, rows: rows.rows, width: inFeatures)
                 let storage = copies[source] ?? copy(rows: rows.rows, width: inFeatures, of: a, stride: aStride)
                 copies[source] = storage
