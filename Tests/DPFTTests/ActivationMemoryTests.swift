@@ -10,12 +10,12 @@ import Testing
     }
 
     /// gpt2-tiny (V = 256, C = 64, I = 256, L = 2, H = 4) at B = 3, T = 10: logits 30·256,
-    /// per layer 30·(4·64 + 2·256), all float32 (attention's probabilities, the norms' outputs
-    /// and a gated MLP's product are not kept per layer).
+    /// per layer 30·(3·64 + 2·256), all float32 (attention's probabilities and output, the
+    /// norms' outputs and a gated MLP's product are not kept per layer).
     @Test func theBoundCountsLogitsAndLayerRows() throws {
         let config = try Self.tinyConfig()
         let logits: Double = 30 * 256
-        let perLayer: Double = 30 * (4 * 64 + 2 * 256)
+        let perLayer: Double = 30 * (3 * 64 + 2 * 256)
         let expected = 4 * (logits + 2 * perLayer)
         #expect(config.activationBytesLowerBound(batchSize: 3, sequenceLength: 10) == expected)
         try config.checkActivationsFitInMemory(batchSize: 3, sequenceLength: 10, availableBytes: UInt64(expected))
@@ -29,7 +29,7 @@ import Testing
     @Test func theRecomputingBoundCountsOneLayerAndEveryInput() throws {
         let config = try Self.tinyConfig()
         let logits: Double = 30 * 256
-        let perLayer: Double = 30 * (4 * 64 + 2 * 256)
+        let perLayer: Double = 30 * (3 * 64 + 2 * 256)
         let expected = 4 * (logits + perLayer + 2 * 30 * 64)
         #expect(config.activationBytesLowerBound(batchSize: 3, sequenceLength: 10, recomputesActivations: true) == expected)
         try config.checkActivationsFitInMemory(batchSize: 3, sequenceLength: 10, recomputesActivations: true,

@@ -104,9 +104,9 @@ import Testing
         let C = config.hiddenSize, I = config.intermediateSize, H = config.headCount, D = config.headDimension
         let W = (H + 2 * config.keyValueHeadCount) * D
         let experts = config.expertCount > 0
-        // norm1 mean, rstd; q|k|v; attention; middle; norm2 mean, rstd; the dense MLP's two (the
-        // norms' outputs and a gated MLP's product are one shared set either way)
-        let floatsPerBlock = N * (2 + W + H * D + C + 2) + (experts ? 0 : 2 * N * I)
+        // norm1 mean, rstd; q|k|v; middle; norm2 mean, rstd; the dense MLP's two (the norms'
+        // outputs, attention's output and a gated MLP's product are one shared set either way)
+        let floatsPerBlock = N * (2 + W + C + 2) + (experts ? 0 : 2 * N * I)
         #expect(kept.activationBytes - recomputed.activationBytes == 4 * floatsPerBlock * (config.layerCount - 1))
     }
 }

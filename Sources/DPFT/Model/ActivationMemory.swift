@@ -21,13 +21,14 @@ public struct ActivationMemoryError: Error, CustomStringConvertible, Equatable {
 extension ModelConfig {
     /// A lower bound on the float32 activation buffers the transformer allocates for
     /// micro-batches of `batchSize` × `sequenceLength` tokens (N = their product): the logits
-    /// N·V, and per layer four hidden-size and two MLP-size rows per token — or, when the
-    /// model recomputes its activations, one layer's worth plus each layer's input (N·C) (a
-    /// Double: no overflow). Attention's probabilities are recomputed per head, and the norms'
-    /// outputs and a gated MLP's product are remade per block (`RemadeActivations`), not kept.
+    /// N·V, and per layer three hidden-size rows (input, q|k|v, middle) and two MLP-size rows
+    /// per token — or, when the model recomputes its activations, one layer's worth plus each
+    /// layer's input (N·C) (a Double: no overflow). Attention's probabilities are recomputed
+    /// per head, and the norms' outputs, attention's output and a gated MLP's product are
+    /// remade per block (`RemadeActivations`), not kept.
     func activationBytesLowerBound(batchSize: Int, sequenceLength: Int, recomputesActivations: Bool = false) -> Double {
         let N = Double(batchSize) * Double(sequenceLength)
-        let perLayer = N * (4 * Double(hiddenSize) + 2 * Double(intermediateSize))
+        let perLayer = N * (3 * Double(hiddenSize) + 2 * Double(intermediateSize))
         let layers = recomputesActivations ? perLayer + Double(layerCount) * N * Double(hiddenSize)
                                            : Double(layerCount) * perLayer
         return 4 * (N * Double(vocabularySize) + layers)

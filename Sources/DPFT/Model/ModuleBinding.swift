@@ -99,18 +99,20 @@ extension ModuleBinder {
     /// `remakeGatedProduct`).
     func blockActivations(config: ModelConfig, dense: Bool, remade: RemadeActivations) -> BlockActivations {
         let N = rows, C = config.hiddenSize, I = config.intermediateSize, H = config.headCount
-        let W = (H + 2 * config.keyValueHeadCount) * config.headDimension, HD = H * config.headDimension
+        let W = (H + 2 * config.keyValueHeadCount) * config.headDimension
         return BlockActivations(
             norm1Out: remade.norm1Out, norm1Mean: buffer(N), norm1Rstd: buffer(N),
             qkvOut: buffer(N * W),
-            attention: buffer(N * HD), middle: buffer(N * C), norm2Out: remade.norm2Out,
+            attention: remade.attention, middle: buffer(N * C), norm2Out: remade.norm2Out,
             norm2Mean: buffer(N), norm2Rstd: buffer(N), mlpHidden: buffer(dense ? N * I : 0),
             mlpHidden2: buffer(dense ? N * I : 0), mlpActivation: remade.gatedProduct)
     }
 
     /// The buffers of the activations every block remakes in its backward pass.
     func remadeActivations(config: ModelConfig, gated: Bool) -> RemadeActivations {
-        RemadeActivations(norm1Out: buffer(rows * config.hiddenSize), norm2Out: buffer(rows * config.hiddenSize),
+        RemadeActivations(norm1Out: buffer(rows * config.hiddenSize),
+                          attention: buffer(rows * config.headCount * config.headDimension),
+                          norm2Out: buffer(rows * config.hiddenSize),
                           gatedProduct: buffer(gated ? rows * config.intermediateSize : 0))
     }
 }
