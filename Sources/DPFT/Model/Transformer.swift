@@ -178,8 +178,12 @@ struct BlockActivations {
 /// buffers all blocks share instead of one per block: each block's backward pass remakes
 /// them, with the forward's own code, before it reads them. On the 1.1B Llama (B = 4,
 /// T = 256) that is (3·2048 + 5632)·4 bytes per token per layer, 1012 MiB; its step's peak
-/// RSS went 7144 → 6178 MiB. Remaking attention's output costs about 1 % of the reference
-/// GPT's step (`perf`).
+/// RSS went 7144 → 6178 MiB. The price is time where attention is a large share of the
+/// arithmetic: the reference GPT's non-private step is ≈ 3 % slower (median of 8 alternated
+/// pairs against the build that kept them, 0.94–1.08), most of it attention's output. Making
+/// that output inside attention's backward, which recomputes the probabilities anyway, would
+/// save the second softmax but needs the output projection's backward split into its input
+/// and weight parts.
 struct RemadeActivations {
     var norm1Out: UnsafeMutablePointer<Float>     // [N, C]
     var attention: UnsafeMutablePointer<Float>    // [N, H·D]
