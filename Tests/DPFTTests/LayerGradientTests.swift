@@ -281,7 +281,12 @@ import Testing
 
         _ = objective()
         let dqkv = Tensor(zeros: [B, T, W])                            // zeroed, as documented
-        attentionBackward(dqkv: dqkv.pointer, dout: r.pointer, qkv: qkv.pointer, shape: shape, scratch: scratch)
+        // The backward remakes the forward's output (a model that does not keep it) over garbage.
+        let remade = Tensor(zeros: [B, T, shape.outWidth])
+        remade.fill(1e3)
+        attentionBackward(dqkv: dqkv.pointer, dout: r.pointer, qkv: qkv.pointer, shape: shape, scratch: scratch,
+                          remaking: remade.pointer)
+        #expect(remade.values.map(\.bitPattern) == out.values.map(\.bitPattern), "the remade output is the forward's, bit for bit")
         let numeric = centralDifferences(qkv, objective)
 
         // Split every row of qkv into its query, key and value columns.

@@ -85,12 +85,15 @@ struct LinearModule {
     /// this module's own scope (its LoRA `scratch` [N, R] is reused by the next module).
     /// `rows` are the rows of `dout` and `inp`: the model's padded rows or an MoE expert's
     /// gathered ones.
+    /// `makingInput`, when given, runs once `dinp` is complete and before anything reads `inp`:
+    /// attention's backward remakes the output projection's input there from its recomputed
+    /// probabilities (`RemadeActivations`).
     func backward(dinp: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>, doutStride: Int,
                   inp: UnsafePointer<Float>, rows: RowLayout, scratch: UnsafeMutablePointer<Float>,
-                  sink: GradientSink) {
+                  sink: GradientSink, makingInput makeInput: (() -> Void)? = nil) {
         let source = dout + outColumn, N = rows.rows
         sink.module {
-            // forward was: out = inp · weightᵀ + bias
+            // forward was: out = inp · weightᵀ + bias (the input gradient does not read inp)
             linearBackward(dinp: dinp, dweight: nil, dbias: nil, dout: source, doutStride: doutStride, inp: inp,
                            weight: weight, rows: N, inFeatures: inFeatures, outFeatures: outFeatures)
             if let lora {
@@ -100,6 +103,7 @@ struct LinearModule {
                              scale: lora.scale, rows: N, inFeatures: inFeatures, outFeatures: outFeatures,
                              rank: lora.rank)
             }
+            makeInput?()
             if let weightTensor {
                 sink.outerProduct(tensor: weightTensor, e: source, eStride: doutStride, a: inp, aStride: inFeatures,
                                   inFeatures: inFeatures, outFeatures: outFeatures, scale: 1, rows: rows,
@@ -173,17 +177,15 @@ struct BlockActivations {
 }
 
 /// Activations that are cheap to make again from what a block keeps — its norms' outputs
-/// (from the norm's input and the weights), attention's output (from q|k|v, one more T × T × D
-/// product per head) and a gated MLP's silu(gate)·up (from gate and up) — live in one set of
+/// (from the norm's input and the weights), attention's output (P v, one more T × T × D
+/// product per head inside attention's backward, which recomputes P anyway) and a gated MLP's
+/// silu(gate)·up (from gate and up) — live in one set of
 /// buffers all blocks share instead of one per block: each block's backward pass remakes
 /// them, with the forward's own code, before it reads them. On the 1.1B Llama (B = 4,
 /// T = 256) that is (3·2048 + 5632)·4 bytes per token per layer, 1012 MiB; its step's peak
-/// RSS went 7144 → 6178 MiB. The price is time where attention is a large share of the
-/// arithmetic: the reference GPT's non-private step is ≈ 3 % slower (median of 8 alternated
-/// pairs against the build that kept them, 0.94–1.08), most of it attention's output. Making
-/// that output inside attention's backward, which recomputes the probabilities anyway, would
-/// save the second softmax but needs the output projection's backward split into its input
-/// and weight parts.
+/// RSS went 7144 → 6178 MiB. The price is a little time where attention is a large share of
+/// the arithmetic: the reference GPT's non-private step ≈ 2 % slower than the build that kept
+/// them (median of 10 alternated runs; single ratios scatter 0.92–1.19 on this machine).
 struct RemadeActivations {
     var norm1Out: UnsafeMutablePointer<Float>     // [N, C]
     var attention: UnsafeMutablePointer<Float>    // [N, H·D]
@@ -668,14 +670,16 @@ public final class Transformer {
         normBackward(block.norm2, dinp: dresidual, dout: normGradient, inp: block.saved.middle,
                      mean: block.saved.norm2Mean, rstd: block.saved.norm2Rstd, sink: sink)
         // forward was: middle = input + attentionOutput(attention(rotary(qkv(norm1(input)))))
+        // Attention's output is remade by attention's backward, which recomputes the
+        // probabilities anyway, between the projection's input gradient and its contributions.
         sink.sharedBufferWillChange(UnsafeBufferPointer(start: block.saved.attention, count: N * HD))
-        attentionForward(out: block.saved.attention, qkv: block.saved.qkvOut, shape: shape, scratch: attentionScratch)
         zero(attentionGradient, N * HD)
-        block.attentionOutput.backward(dinp: attentionGradient, dout: dresidual, doutStride: C, inp: block.saved.attention,
-                                       rows: rows, scratch: loraScratch, sink: sink)
         zero(qkvGradient, N * W)
-        attentionBackward(dqkv: qkvGradient, dout: attentionGradient, qkv: block.saved.qkvOut, shape: shape,
-                          scratch: attentionScratch)
+        block.attentionOutput.backward(dinp: attentionGradient, dout: dresidual, doutStride: C, inp: block.saved.attention,
+                                       rows: rows, scratch: loraScratch, sink: sink) {
+            attentionBackward(dqkv: self.qkvGradient, dout: self.attentionGradient, qkv: block.saved.qkvOut, shape: shape,
+                              scratch: self.attentionScratch, remaking: block.saved.attention)
+        }
         rotary?.apply(qkvGradient, shape: shape, inverse: true)
         remakeNormOutput(block.norm1, out: block.saved.norm1Out, mean: block.saved.norm1Mean, rstd: block.saved.norm1Rstd,
                          inp: block.input, sink: sink)

@@ -117,9 +117,11 @@ private func attentionProbabilities(_ p: UnsafeMutablePointer<Float>, queries: U
 ///   dq += dS k;  dk += dSᵀ q.
 /// dqkv must be zeroed by the caller (it accumulates over heads sharing a key/value head). One
 /// task per (example, key/value head), its query heads in order, so that tasks write disjoint
-/// columns of dqkv.
+/// columns of dqkv. With `remaking`, each head's output P v is written there too, by the
+/// forward's own product on the recomputed P: the forward's output, bit for bit, for a model
+/// that does not keep it (`RemadeActivations`).
 func attentionBackward(dqkv: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, qkv: UnsafePointer<Float>,
-                       shape s: AttentionShape, scratch: AttentionScratch) {
+                       shape s: AttentionShape, scratch: AttentionScratch, remaking out: UnsafeMutablePointer<Float>? = nil) {
     let T = s.sequence, D = s.headDimension, W = s.qkvWidth
     precondition(T * T <= scratch.perWorker / 2, "attention scratch is smaller than T × T")
     let scale = 1 / Float(D).squareRoot(), kv = ownKeyValues(qkv, shape: s)
@@ -129,6 +131,10 @@ func attentionBackward(dqkv: UnsafeMutablePointer<Float>, dout: UnsafePointer<Fl
         let row = b * T * W, k = qkv + row + s.keyOffset + g * D, v = qkv + row + s.valueOffset + g * D
         for h in (g * headsPerGroup)..<((g + 1) * headsPerGroup) {
             attentionProbabilities(p, queries: qkv, keyValues: kv, first: 0, example: b, head: h, shape: s)
+            if let out {  // as attentionForward: its keys and values are these rows, S = T
+                sgemm(transposeA: false, transposeB: false, m: T, n: D, k: T, a: p, lda: T, b: v, ldb: W,
+                      c: out + b * T * s.outWidth + h * D, ldc: s.outWidth)
+            }
             let doutHead = dout + b * T * s.outWidth + h * D
             sgemm(transposeA: false, transposeB: true, m: T, n: T, k: D,
                   a: doutHead, lda: s.outWidth, b: v, ldb: W, c: dp, ldc: T)
