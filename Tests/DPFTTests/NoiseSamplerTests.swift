@@ -147,7 +147,9 @@ struct NoiseSamplerTests {
         let key = SymmetricKey(data: Self.hex("603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4"))
         let expected = Self.hex("0bdf7df1591716335e9a8b15c860c502" + "5a6e699d536119065433863c8f657b94")
         let words = [UInt64](unsafeUninitializedCapacity: 4) { buffer, initialized in
-            NoiseSource.keystream(key: key, counterBlock: Self.hex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"), into: buffer)
+            Self.hex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff").withUnsafeBytes {
+                NoiseSource.keystream(key: key, counterBlock: $0, into: buffer)
+            }
             initialized = 4
         }
         let bytes = words.flatMap { word in (0..<8).map { UInt8(truncatingIfNeeded: word >> (8 * $0)) } }

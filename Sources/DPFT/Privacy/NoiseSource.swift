@@ -61,20 +61,21 @@ public struct NoiseSource {
     /// Writes the keystream of counter blocks (stream, index, 0), (stream, index, 1), … to
     /// `words`. The cipher is OpenSSL's (`dpft_aes256ctr_keystream`, C).
     static func keystream(key: SymmetricKey, stream: UInt32, index: UInt64, into words: UnsafeMutableBufferPointer<UInt64>) {
-        var block = [UInt8](repeating: 0, count: 16)
-        withUnsafeBytes(of: stream.littleEndian) { block.replaceSubrange(0..<4, with: $0) }
-        withUnsafeBytes(of: index.littleEndian) { block.replaceSubrange(4..<12, with: $0) }
-        keystream(key: key, counterBlock: block, into: words)
+        // On the stack: a noise call reads thousands of chunks.
+        withUnsafeTemporaryAllocation(byteCount: 16, alignment: 1) { block in
+            block.storeBytes(of: stream.littleEndian, toByteOffset: 0, as: UInt32.self)
+            block.storeBytes(of: index.littleEndian, toByteOffset: 4, as: UInt64.self)
+            block.storeBytes(of: 0, toByteOffset: 12, as: UInt32.self)
+            keystream(key: key, counterBlock: UnsafeRawBufferPointer(block), into: words)
+        }
     }
 
     /// Writes the AES-256-CTR keystream from the 16-byte `counterBlock` to `words`.
-    static func keystream(key: SymmetricKey, counterBlock: [UInt8], into words: UnsafeMutableBufferPointer<UInt64>) {
+    static func keystream(key: SymmetricKey, counterBlock: UnsafeRawBufferPointer, into words: UnsafeMutableBufferPointer<UInt64>) {
         precondition(counterBlock.count == 16, "an AES counter block is 16 bytes")
         let ok = key.withUnsafeBytes { keyBytes in
-            counterBlock.withUnsafeBufferPointer { block in
-                dpft_aes256ctr_keystream(words.baseAddress, words.count, keyBytes.bindMemory(to: UInt8.self).baseAddress,
-                                         block.baseAddress)
-            }
+            dpft_aes256ctr_keystream(words.baseAddress, words.count, keyBytes.bindMemory(to: UInt8.self).baseAddress,
+                                     counterBlock.bindMemory(to: UInt8.self).baseAddress)
         }
         if ok != 1 {
             fatalError("dpft: OpenSSL's libcrypto gave no AES-256-CTR keystream (is its default provider disabled?); the DP noise cannot be drawn")
