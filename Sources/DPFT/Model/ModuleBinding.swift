@@ -94,9 +94,9 @@ extension ModuleBinder {
 
     /// One set of a block's saved activations, sized for `rows` (the largest batch's B × T); the
     /// dense MLP buffers only when `dense` (a mixture of experts has its own). The norms'
-    /// outputs and the gated MLP's product come from `remade`, which every block shares: each
-    /// is cheap to make again from what the block keeps (`Transformer.remakeNormOutput`,
-    /// `remakeGatedProduct`).
+    /// outputs, attention's output and the gated MLP's product come from `remade`, which every
+    /// block shares: each is cheap to make again from what the block keeps
+    /// (`RemadeActivations`).
     func blockActivations(config: ModelConfig, dense: Bool, remade: RemadeActivations) -> BlockActivations {
         let N = rows, C = config.hiddenSize, I = config.intermediateSize, H = config.headCount
         let W = (H + 2 * config.keyValueHeadCount) * config.headDimension

@@ -618,13 +618,21 @@ public final class Transformer {
         }
     }
 
-    /// Makes a norm's output again in its shared buffer (`RemadeActivations`) with the forward's
-    /// code on the block's own input — the same values, mean and rstd included — after the sink
-    /// has copied what it still needs of the block after this one's.
+    /// Whether a block's backward must remake `buffer` (`RemadeActivations`): if so, the sink
+    /// first copies what it still needs of the block after this one's. A model that recomputes
+    /// its activations has just run this block's forward again, which left the buffer filled.
+    private func willRemake(_ buffer: UnsafeMutablePointer<Float>, count: Int, sink: GradientSink) -> Bool {
+        guard !recomputesActivations else { return false }
+        sink.sharedBufferWillChange(UnsafeBufferPointer(start: buffer, count: count))
+        return true
+    }
+
+    /// Makes a norm's output again in its shared buffer with the forward's code on the block's
+    /// own input — the same values, mean and rstd included (`willRemake`).
     private func remakeNormOutput(_ norm: NormParameters, out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>,
                                   rstd: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, sink: GradientSink) {
         let N = currentRows.rows
-        sink.sharedBufferWillChange(UnsafeBufferPointer(start: out, count: N * config.hiddenSize))
+        guard willRemake(out, count: N * config.hiddenSize, sink: sink) else { return }
         normForward(norm, out: out, mean: mean, rstd: rstd, inp: inp, rows: N)
     }
 
@@ -637,10 +645,6 @@ public final class Transformer {
         // forward was: output = middle + mlpOut(mlp(norm2(middle)))
         remakeNormOutput(block.norm2, out: block.saved.norm2Out, mean: block.saved.norm2Mean, rstd: block.saved.norm2Rstd,
                          inp: block.saved.middle, sink: sink)
-        if case .swiglu = block.feedForward {
-            sink.sharedBufferWillChange(UnsafeBufferPointer(start: block.saved.mlpActivation, count: N * I))
-            swigluForward(out: block.saved.mlpActivation, gate: block.saved.mlpHidden, up: block.saved.mlpHidden2, count: N * I)
-        }
         switch block.feedForward {
         case .gelu(let fc, let projection):
             zero(mlpGradient, N * I)
@@ -652,6 +656,10 @@ public final class Transformer {
             fc.backward(dinp: normGradient, dout: mlpGradient2, doutStride: I, inp: block.saved.norm2Out, rows: rows,
                         scratch: loraScratch, sink: sink)
         case .swiglu(let gate, let up, let down):
+            if willRemake(block.saved.mlpActivation, count: N * I, sink: sink) {
+                swigluForward(out: block.saved.mlpActivation, gate: block.saved.mlpHidden, up: block.saved.mlpHidden2,
+                              count: N * I)
+            }
             zero(mlpGradient, N * I)
             down.backward(dinp: mlpGradient, dout: dresidual, doutStride: C, inp: block.saved.mlpActivation, rows: rows,
                           scratch: loraScratch, sink: sink)
@@ -672,13 +680,13 @@ public final class Transformer {
         // forward was: middle = input + attentionOutput(attention(rotary(qkv(norm1(input)))))
         // Attention's output is remade by attention's backward, which recomputes the
         // probabilities anyway, between the projection's input gradient and its contributions.
-        sink.sharedBufferWillChange(UnsafeBufferPointer(start: block.saved.attention, count: N * HD))
+        let remadeAttention = willRemake(block.saved.attention, count: N * HD, sink: sink) ? block.saved.attention : nil
         zero(attentionGradient, N * HD)
         zero(qkvGradient, N * W)
         block.attentionOutput.backward(dinp: attentionGradient, dout: dresidual, doutStride: C, inp: block.saved.attention,
                                        rows: rows, scratch: loraScratch, sink: sink) {
             attentionBackward(dqkv: self.qkvGradient, dout: self.attentionGradient, qkv: block.saved.qkvOut, shape: shape,
-                              scratch: self.attentionScratch, remaking: block.saved.attention)
+                              scratch: self.attentionScratch, remaking: remadeAttention)
         }
         rotary?.apply(qkvGradient, shape: shape, inverse: true)
         remakeNormOutput(block.norm1, out: block.saved.norm1Out, mean: block.saved.norm1Mean, rstd: block.saved.norm1Rstd,

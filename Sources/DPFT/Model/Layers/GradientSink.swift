@@ -40,9 +40,9 @@ protocol GradientSink: AnyObject {
     /// recomputes its activations, between two blocks' backward passes, outside any module
     /// scope): inputs `a` of earlier contributions that the sink still needs must be copied now.
     func sharedActivationsWillChange()
-    /// The same for one buffer all blocks share (a norm's output or the gated MLP's product,
-    /// remade from the block's own activations in its backward pass): only inputs `a` that
-    /// point into `buffer`.
+    /// The same for one buffer all blocks share (a norm's output, attention's output or the
+    /// gated MLP's product, remade from the block's own activations in its backward pass):
+    /// only inputs `a` that point into `buffer`.
     func sharedBufferWillChange(_ buffer: UnsafeBufferPointer<Float>)
 }
 
