@@ -161,9 +161,10 @@ for model in reference gpt2-small; do
     noise_json=$("$bin" bench noise --json --coordinates "$coordinates" --repeats 5)
     noise_seconds=$(sed -E 's/.*"noise_seconds":([0-9.eE+-]+).*/\1/' <<<"$noise_json")
     cpu_ns=$(sed -E 's/.*"cpu_nanoseconds_per_draw":([0-9.eE+-]+).*/\1/' <<<"$noise_json")
+    keystream=$(sed -E 's/.*"keystream":"([A-Za-z]+)".*/\1/' <<<"$noise_json")
     share=$(sed -E 's/.*"noise_share":([0-9.eE+-]+).*/\1/' <<<"$private_json")
-    awk -v m="$model" -v n="$noise_seconds" -v p="$private_seconds" -v c="$coordinates" -v cpu="$cpu_ns" -v share="$share" \
-        'BEGIN { printf "  %-10s %.1f%% of its private step (%.3f s, median over the step'"'"'s own timings); %d draws alone: %.1f ms (%.2f ns per draw, %.2f CPU ns)\n", m, 100 * share, p, c, n * 1e3, n / c * 1e9, cpu }'
+    awk -v m="$model" -v n="$noise_seconds" -v p="$private_seconds" -v c="$coordinates" -v cpu="$cpu_ns" -v share="$share" -v k="$keystream" \
+        'BEGIN { printf "  %-10s %.1f%% of its private step (%.3f s, median over the step'"'"'s own timings); %d draws alone: %.1f ms (%.2f ns per draw, %.2f CPU ns, keystream %s)\n", m, 100 * share, p, c, n * 1e3, n / c * 1e9, cpu, k }'
 done
 
 echo

@@ -300,13 +300,15 @@ struct BenchCommand: ParsableCommand {
                 let object: [String: Any] = ["noise_seconds": result.medianSeconds, "coordinates": coordinates,
                                              "threads": Parallel.threadCount, "seconds": result.seconds,
                                              "nanoseconds_per_draw": result.medianSeconds / Double(coordinates) * 1e9,
-                                             "cpu_nanoseconds_per_draw": result.cpuNanosecondsPerDraw]
+                                             "cpu_nanoseconds_per_draw": result.cpuNanosecondsPerDraw,
+                                             "keystream": NoiseSource.keystreamImplementation]
                 print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
                 return
             }
             print(String(format: "dpft noise: %d coordinates, %.1f ms per call (median of %d, %d threads), %.2f ns per draw, %.2f CPU ns per draw",
                          coordinates, result.medianSeconds * 1e3, repeats, Parallel.threadCount,
-                         result.medianSeconds / Double(coordinates) * 1e9, result.cpuNanosecondsPerDraw))
+                         result.medianSeconds / Double(coordinates) * 1e9, result.cpuNanosecondsPerDraw)
+                  + ", keystream \(NoiseSource.keystreamImplementation)")
         }
     }
 }

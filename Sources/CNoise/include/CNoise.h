@@ -36,8 +36,18 @@ size_t dpft_noise_fast_pass(float *values, const void *keystream, size_t count, 
 /// Writes `count` 64-bit words of the AES-256 counter-mode keystream (NIST SP 800-38A: the
 /// encryption of the 128-bit counter block, then of that block plus 1, 2, … as a big-endian
 /// integer) under the 256-bit `key`, each word read from its 8 keystream bytes in
-/// little-endian order. Returns 1, or 0 when OpenSSL cannot provide AES-256-CTR or `count` is
-/// over DPFT_KEYSTREAM_WORDS_MAX. Safe to call from several threads at once.
+/// little-endian order. Uses the CPU's VAES instructions where it has them (and the counter's
+/// last 32 bits do not wrap), OpenSSL's libcrypto otherwise. Returns 1, or 0 when OpenSSL cannot
+/// provide AES-256-CTR or `count` is over DPFT_KEYSTREAM_WORDS_MAX. Safe to call from several
+/// threads at once.
 int dpft_aes256ctr_keystream(uint64_t *words, size_t count, const uint8_t key[32], const uint8_t counter_block[16]);
+
+/// The same keystream from OpenSSL's libcrypto alone, in bytes (no byte-order swap): the
+/// reference the tests hold the VAES loop to.
+int dpft_aes256ctr_keystream_openssl(uint64_t *words, size_t count, const uint8_t key[32],
+                                     const uint8_t counter_block[16]);
+
+/// 1 when `dpft_aes256ctr_keystream` runs the VAES loop on this CPU.
+int dpft_keystream_uses_vaes(void);
 
 #endif

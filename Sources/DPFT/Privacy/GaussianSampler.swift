@@ -77,8 +77,9 @@ import Foundation
 /// 2.6·10⁻⁴ of the draws land. (The ziggurat this replaced rounded 53-bit positions in double
 /// precision: η ≲ 2⁻²⁶ at every point.)
 ///
-/// **Cost.** Six keystream bytes per proposal (AES-256-CTR from OpenSSL's libcrypto, ≈ 8.3
-/// GB/s per core on the 2-core AMD EPYC of DESIGN.md §8; `dpft_aes256ctr_keystream`) and one
+/// **Cost.** Six keystream bytes per proposal (AES-256-CTR, `dpft_aes256ctr_keystream`: ≈ 15
+/// GB/s per core with VAES, 7.7 from OpenSSL's libcrypto, on the 2-core AMD EPYC of DESIGN.md
+/// §8) and one
 /// 64-bit table gather. `make bench` prints the time per
 /// draw and the share of a private full step (the budget is 2 %). The noise is a fixed cost
 /// per coordinate while the step's arithmetic grows with the batch.

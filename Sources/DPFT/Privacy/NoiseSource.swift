@@ -4,8 +4,9 @@ import Foundation
 
 /// Gaussian noise for DP from a cryptographically secure generator (DESIGN.md §3).
 ///
-/// Uniform bits are the AES-256 counter-mode keystream (NIST SP 800-38A, through OpenSSL's
-/// libcrypto; the construction of NIST's CTR_DRBG, SP 800-90A) keyed by 256 bits from the
+/// Uniform bits are the AES-256 counter-mode keystream (NIST SP 800-38A: the CPU's VAES
+/// instructions where it has them, OpenSSL's libcrypto otherwise, `keystreamImplementation`;
+/// the construction of NIST's CTR_DRBG, SP 800-90A) keyed by 256 bits from the
 /// operating system. A fixed seed is possible only when asked for explicitly (`seeded(_:)`),
 /// and `isSeeded` lets the ledger record it. Counter blocks separate the streams: block
 /// (stream, index, j) is the 4 little-endian bytes of `stream`, the 8 of `index`, then the
@@ -58,8 +59,12 @@ public struct NoiseSource {
 
     private static let chunkWords = Int(DPFT_KEYSTREAM_WORDS_MAX)
 
+    /// Which code writes the keystream on this CPU: "VAES" (AES rounds on four blocks per
+    /// AVX-512 instruction, `Sources/CNoise/keystream.c`) or "OpenSSL" (its libcrypto).
+    public static var keystreamImplementation: String { dpft_keystream_uses_vaes() == 1 ? "VAES" : "OpenSSL" }
+
     /// Writes the keystream of counter blocks (stream, index, 0), (stream, index, 1), … to
-    /// `words`. The cipher is OpenSSL's (`dpft_aes256ctr_keystream`, C).
+    /// `words` (`dpft_aes256ctr_keystream`, C).
     static func keystream(key: SymmetricKey, stream: UInt32, index: UInt64, into words: UnsafeMutableBufferPointer<UInt64>) {
         // On the stack: a noise call reads thousands of chunks.
         withUnsafeTemporaryAllocation(byteCount: 16, alignment: 1) { block in
