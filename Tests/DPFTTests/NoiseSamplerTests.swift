@@ -382,6 +382,16 @@ struct NoiseSamplerTests {
         #endif
     }
 
+    /// A grid reuses the last ziggurat only for the same scale: alternating σ gives each grid the
+    /// tables a fresh build gives.
+    @Test func gridsReuseTheZigguratOfTheSameScaleOnly() {
+        for sigma in [1.0, 0.37, 0.37, 1.0, 3.0e-5] {
+            let grid = NoiseGrid(standardDeviation: sigma), fresh = GridZiggurat(scale: grid.scale)
+            #expect(grid.ziggurat.scale == grid.scale)
+            #expect(grid.ziggurat.bounds == fresh.bounds && grid.ziggurat.bottom == fresh.bottom)
+        }
+    }
+
     /// The grid ziggurat's distribution worked out from its table, without sampling, equals the
     /// rounded Gaussian's: per box (each chosen with probability 1/1024) a rectangle cell gives
     /// half its 1/M_i to k = c and half to k = c + 1, a wedge cell the integral of its

@@ -1,6 +1,7 @@
 import CNoise
 import Crypto
 import Foundation
+import Synchronization
 
 // z = a standard normal draw, σ_t = the noise standard deviation, λ = the grid spacing (a power
 // of two), s = σ_t / λ, k = the integer noise in grid units, x = a gradient coordinate,
@@ -283,7 +284,7 @@ struct NoiseGrid {
     init(standardDeviation: Double, spacing: Double) {
         self.spacing = spacing
         scale = standardDeviation / spacing
-        ziggurat = GridZiggurat(scale: scale)
+        ziggurat = GridZiggurat.reused(scale: scale)
     }
 
     /// λ = 2^(⌊log₂ σ_t⌋ − 22).
@@ -359,6 +360,19 @@ struct GridZiggurat: Sendable {
         bottom = stack.bottom
         height = stack.height
         tailAcceptance = stack.tailAcceptance
+    }
+
+    /// The most recently built ziggurat, which every step of a run asks for again (the same σ, Δ
+    /// and d give the same s): building one takes ≈ 1 ms of bisection over 1024-box stacks, ≈ 15 %
+    /// of the reference GPT's noise.
+    private static let last = Mutex<GridZiggurat?>(nil)
+
+    /// `GridZiggurat(scale: s)`, built only when the last one asked for had another scale.
+    static func reused(scale s: Double) -> GridZiggurat {
+        if let ziggurat = last.withLock({ $0 }), ziggurat.scale == s { return ziggurat }
+        let ziggurat = GridZiggurat(scale: s)
+        last.withLock { $0 = ziggurat }
+        return ziggurat
     }
 
     /// f⁻¹(y) for y ∈ (0, 1); 0 at and above the mode.
