@@ -123,9 +123,13 @@ static int has_vaes(void) {
 }
 
 int dpft_keystream_uses_vaes(void) {
-    static int answer = -1;
-    if (answer < 0) answer = has_vaes();
-    return answer;
+    static int answer = -1;  // atomic: the noise's threads may ask at once
+    int known = __atomic_load_n(&answer, __ATOMIC_RELAXED);
+    if (known < 0) {
+        known = has_vaes();
+        __atomic_store_n(&answer, known, __ATOMIC_RELAXED);
+    }
+    return known;
 }
 
 #else
