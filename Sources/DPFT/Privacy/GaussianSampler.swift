@@ -75,15 +75,14 @@ import Synchronization
 /// with s·a a double a few ulps off (< 2²⁵, so ≲ 2⁻²⁷ of a cell): mass moves between
 /// neighbouring points beyond r by that much. So every grid point's probability is the exact
 /// rounded-Gaussian one within a relative η ≲ 2⁻⁴⁵ for |k| < R and ≲ 2⁻²⁷ beyond, where
-/// 5.4·10⁻⁵ of the draws land (r ≈ 4.04). (The ziggurat this replaced rounded 53-bit positions in double
-/// precision: η ≲ 2⁻²⁶ at every point.)
+/// 5.4·10⁻⁵ of the draws land (r ≈ 4.04). (The ziggurat this replaced rounded 53-bit positions
+/// in double precision: η ≲ 2⁻²⁶ at every point.)
 ///
 /// **Cost.** Six keystream bytes per proposal (AES-256-CTR, `dpft_aes256ctr_keystream`: ≈ 15
 /// GB/s per core with VAES, 7.7 from OpenSSL's libcrypto, on the 2-core AMD EPYC of DESIGN.md
-/// §8) and one
-/// 64-bit table gather. `make bench` prints the time per
-/// draw and the share of a private full step (the budget is 2 %). The noise is a fixed cost
-/// per coordinate while the step's arithmetic grows with the batch.
+/// §8) and one 64-bit table gather. `make bench` prints the time per draw and the share of a
+/// private full step (the budget is 2 %). The noise is a fixed cost per coordinate while the
+/// step's arithmetic grows with the batch.
 ///
 /// **What it protects against.**
 /// - Mironov 2012 ("On significance of the least significant bits for differential privacy",
@@ -238,7 +237,9 @@ enum GaussianSampler {
             let cells = ziggurat.cells[box]
             let threshold = ziggurat.lemireThreshold[box]
             var product = lemireProduct(cellBits(proposal), cells: cells)
-            while product & lowMask < threshold { product = lemireProduct(words.next() >> (64 - cellBitCount), cells: cells) }
+            while product & lowMask < threshold {
+                product = lemireProduct(words.next() >> (64 - cellBitCount), cells: cells)
+            }
             let cell = product >> cellBitCount
             if cell < ziggurat.inner[box] { return signed(Double(cell + half(proposal)), by: proposal) }
             if let k = box == 0 ? ziggurat.tailNoise(words: &words) : ziggurat.wedgeNoise(box: box, cell: cell, words: &words) {
@@ -329,7 +330,7 @@ struct GridZiggurat: Sendable {
     let bounds: [UInt64]
     /// 2³⁶ mod M_i: Lemire's draw keeps a product whose low 36 bits reach it.
     let lemireThreshold: [UInt64]
-    /// y_i: box i's bottom (y₀ = 0); y₂₅₆ ≥ 1 is the top of the last box.
+    /// y_i: box i's bottom (y₀ = 0); y₁₀₂₄ ≥ 1 is the top of the last box.
     let bottom: [Double]
     /// Box i's height: f(r) for the base, M₀·f(r)/M_i above it.
     let height: [Double]
