@@ -212,6 +212,25 @@ import Testing
         #expect(abs(mean) < 5 * expected / Double(values.count).squareRoot())
     }
 
+    /// σ·√d up to 2²⁴ is drawn (the grid's scale then stays below the ziggurat's 2²⁵); beyond it
+    /// the step stops with a typed error that names the largest σ, not a trap.
+    @Test func noiseBeyondTheGridIsATypedError() throws {
+        let config = try ModelConfig(json: Data(#"{"model_type": "gpt2", "vocab_size": 600, "n_positions": 16, "n_embd": 32, "n_layer": 1, "n_head": 2}"#.utf8), source: "test")
+        let model = try Transformer(checkpoint: .initialized(config: config, seed: 1), maxBatchSize: 1, maxSequenceLength: 4)
+        let names = model.trainableNames, d = model.gradients.count
+        let engine = try PrivateGradient(model: model, grouping: try Grouping(strategy: "all-layer", groups: [ParameterGroup(name: "all", threshold: 1, parameters: names)], parameters: names), clipping: .abadi)
+        let largest = 0x1p24 / Double(d).squareRoot()
+        var noise = NoiseSource.seeded(3)
+        model.zeroGradients()
+        try engine.finishLogicalBatch(noiseMultiplier: largest, expectedBatchSize: 1, noise: &noise)
+        #expect((0..<d).allSatisfy { model.gradients.storage.base[$0].isFinite })
+        let error = #expect(throws: PrivacyError.self) {
+            try engine.finishLogicalBatch(noiseMultiplier: largest * 1.001, expectedBatchSize: 1, noise: &noise)
+        }
+        #expect(error == .noiseBeyondTheGrid(noiseMultiplier: largest * 1.001, coordinates: d))
+        #expect(error?.description.contains("σ ≤ \(String(format: "%.4g", largest))") == true)
+    }
+
     @Test func seededNoiseIsReproducibleAndSecureNoiseIsNot() throws {
         var a = NoiseSource.seeded(42), b = NoiseSource.seeded(42), c = NoiseSource.secure(), d = NoiseSource.secure()
         let x = (0..<4).map { _ in a.nextUniform() }, y = (0..<4).map { _ in b.nextUniform() }

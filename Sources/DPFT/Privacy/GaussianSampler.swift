@@ -293,6 +293,13 @@ struct NoiseGrid {
         Double(sign: .plus, exponent: standardDeviation.exponent - GaussianSampler.gridBits, significand: 1)
     }
 
+    /// The largest σ `init(noiseMultiplier:sensitivity:coordinates:)` takes for d coordinates:
+    /// its scale is s = σΔ/λ + σ√d < 2²³ + σ√d, and the ziggurat needs s < 2²⁵, so σ√d ≤ 2²⁴.
+    /// (GPT-2 small's 1.24·10⁸ values allow σ ≤ 1504; DP-SGD uses σ of about 0.5 to 10.)
+    static func largestNoiseMultiplier(coordinates: Int) -> Double {
+        0x1p24 / Double(max(coordinates, 1)).squareRoot()
+    }
+
     /// The grid for the Gaussian mechanism with noise multiplier σ at L2 sensitivity Δ, after
     /// snapping d coordinates: λ = 2^(⌊log₂ σΔ⌋ − 22) and noise σ·(Δ + λ√d). Snapping moves each
     /// coordinate by at most λ/2, so neighbouring snapped sums differ by at most Δ + λ√d; noise
@@ -302,6 +309,8 @@ struct NoiseGrid {
     init(noiseMultiplier: Double, sensitivity: Double, coordinates: Int) {
         precondition(noiseMultiplier > 0 && noiseMultiplier.isFinite && sensitivity > 0 && sensitivity.isFinite,
                      "noise multiplier and sensitivity must be positive and finite")
+        precondition(noiseMultiplier <= Self.largestNoiseMultiplier(coordinates: coordinates),
+                     "the caller checks largestNoiseMultiplier (PrivateGradient throws noiseBeyondTheGrid)")
         let spacing = Self.spacing(for: noiseMultiplier * sensitivity)
         let inflated = noiseMultiplier * (sensitivity + spacing * Double(coordinates).squareRoot())
         self.init(standardDeviation: inflated, spacing: spacing)

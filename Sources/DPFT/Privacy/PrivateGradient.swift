@@ -8,6 +8,7 @@ public enum PrivacyError: Error, CustomStringConvertible, Equatable {
     case invalidThreshold(group: String, value: Double)
     case invalidNoiseMultiplier(Double)
     case invalidExpectedBatchSize(Double)
+    case noiseBeyondTheGrid(noiseMultiplier: Double, coordinates: Int)
 
     public var description: String {
         switch self {
@@ -23,6 +24,11 @@ public enum PrivacyError: Error, CustomStringConvertible, Equatable {
             return "noise multiplier \(value) is invalid; it must be ≥ 0 and finite."
         case .invalidExpectedBatchSize(let value):
             return "expected batch size \(value) is invalid; it must be positive."
+        case .noiseBeyondTheGrid(let sigma, let d):
+            let largest = NoiseGrid.largestNoiseMultiplier(coordinates: d)
+            return "noise multiplier \(sigma) over \(d) trainable values is beyond the noise sampler's grid, which "
+                + "takes σ·√d ≤ 2²⁴ (here σ ≤ \(String(format: "%.4g", largest))); noise that large would drown "
+                + "the gradient anyway. Lower noise_multiplier, or train fewer values (LoRA)."
         }
     }
 }
@@ -128,6 +134,9 @@ public final class PrivateGradient {
         }
         guard expectedBatchSize > 0 && expectedBatchSize.isFinite else {
             throw PrivacyError.invalidExpectedBatchSize(expectedBatchSize)
+        }
+        guard noiseMultiplier <= NoiseGrid.largestNoiseMultiplier(coordinates: model.gradients.count) else {
+            throw PrivacyError.noiseBeyondTheGrid(noiseMultiplier: noiseMultiplier, coordinates: model.gradients.count)
         }
         let buffer = UnsafeMutableBufferPointer(start: model.gradients.storage.base, count: model.gradients.count)
         let start = DispatchTime.now().uptimeNanoseconds
