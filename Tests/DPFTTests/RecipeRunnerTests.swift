@@ -85,6 +85,17 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: workspace.directory.appendingPathComponent("tiny").path))
     }
 
+    /// A σ beyond the noise sampler's grid (σ·√d > 2²⁴) is refused before the run directory
+    /// exists, not at the first step's noise.
+    @Test func aNoiseMultiplierBeyondTheGridFailsBeforeTheRun() throws {
+        let workspace = try Workspace()
+        defer { try? FileManager.default.removeItem(at: workspace.directory) }
+        let recipe = try workspace.recipe(privacy: #"{"noise_multiplier": 1e7, "accountant": "rdp"}"#, output: "loud")
+        let error = #expect(throws: PrivacyError.self) { try workspace.run(recipe) }
+        if case .noiseBeyondTheGrid(let sigma, _) = error { #expect(sigma == 1e7) } else { Issue.record("got \(String(describing: error))") }
+        #expect(!FileManager.default.fileExists(atPath: workspace.directory.appendingPathComponent("loud").path))
+    }
+
     /// δ ≥ 1/N and an eval file that is the train file are refused before anything is written;
     /// eval examples that also occur in the training data are counted in a warning (issue 12
     /// item 8). The workspace's eval lines repeat training lines, so all 6 overlap.

@@ -135,15 +135,22 @@ public final class PrivateGradient {
         guard expectedBatchSize > 0 && expectedBatchSize.isFinite else {
             throw PrivacyError.invalidExpectedBatchSize(expectedBatchSize)
         }
-        guard noiseMultiplier <= NoiseGrid.largestNoiseMultiplier(coordinates: model.gradients.count) else {
-            throw PrivacyError.noiseBeyondTheGrid(noiseMultiplier: noiseMultiplier, coordinates: model.gradients.count)
-        }
+        try checkNoiseMultiplier(noiseMultiplier)
         let buffer = UnsafeMutableBufferPointer(start: model.gradients.storage.base, count: model.gradients.count)
         let start = DispatchTime.now().uptimeNanoseconds
         noise.addGaussian(to: buffer, noiseMultiplier: noiseMultiplier, sensitivity: totalSensitivity,
                           thenScaleBy: Float(1 / expectedBatchSize))
         lastNoiseSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         examplesAccumulated = 0
+    }
+
+    /// Throws `noiseBeyondTheGrid` when σ·√d passes what the noise sampler's grid takes for this
+    /// model's d trainable values (`NoiseGrid.largestNoiseMultiplier`); a run checks its σ
+    /// before its first step.
+    public func checkNoiseMultiplier(_ noiseMultiplier: Double) throws {
+        guard noiseMultiplier <= NoiseGrid.largestNoiseMultiplier(coordinates: model.gradients.count) else {
+            throw PrivacyError.noiseBeyondTheGrid(noiseMultiplier: noiseMultiplier, coordinates: model.gradients.count)
+        }
     }
 
     /// Ends a logical batch whose noised gradient another rank finishes (data-parallel runs:

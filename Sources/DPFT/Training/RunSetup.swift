@@ -206,6 +206,7 @@ extension RecipeRunner {
                                             parameters: model.trainableParameterInfos, threshold: privacy.threshold)
         let engine = try PrivateGradient(model: model, grouping: grouping, clipping: privacy.clipping)
         let budget = try setupBudget(privacy, data: data, resumed: resumed)
+        try engine.checkNoiseMultiplier(budget.noiseMultiplier)
         log("privacy: σ = \(String(format: "%.4f", budget.noiseMultiplier)), q = \(String(format: "%.5f", data.sampleRate)) "
             + "(expected batch \(recipe.training.batchSize) of \(data.datasetSize)), δ = \(privacy.delta), \(privacy.clipping.name) clipping, "
             + "\(grouping.strategy) grouping: \(grouping.groups.count) groups, total sensitivity \(String(format: "%.4g", grouping.totalSensitivity))"
