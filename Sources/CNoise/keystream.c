@@ -116,20 +116,18 @@ static void ctr_vaes(uint8_t *out, size_t bytes, const __m128i round_keys[15], c
     }
 }
 
-static int has_vaes(void) {
+static int vaes;
+static pthread_once_t vaes_once = PTHREAD_ONCE_INIT;
+
+static void detect_vaes(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("vaes") && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+    vaes = __builtin_cpu_supports("vaes") && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
         && __builtin_cpu_supports("aes");
 }
 
 int dpft_keystream_uses_vaes(void) {
-    static int answer = -1;  // atomic: the noise's threads may ask at once
-    int known = __atomic_load_n(&answer, __ATOMIC_RELAXED);
-    if (known < 0) {
-        known = has_vaes();
-        __atomic_store_n(&answer, known, __ATOMIC_RELAXED);
-    }
-    return known;
+    pthread_once(&vaes_once, detect_vaes);  // the noise's threads may ask at once
+    return vaes;
 }
 
 #else
