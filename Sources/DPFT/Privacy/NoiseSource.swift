@@ -1,6 +1,7 @@
 import Crypto
 import CNoise
 import Foundation
+import Synchronization
 
 /// Gaussian noise for DP from a cryptographically secure generator (DESIGN.md §3).
 ///
@@ -151,8 +152,12 @@ public struct NoiseSource {
         let workers = max(1, min(threads, blocks)), count = values.count
         // Blocks are disjoint ranges of `values`, which is what makes sharing the pointer sound.
         let shared = UncheckedSendable((values: values, key: key))
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            for block in stride(from: worker, to: blocks, by: workers) {
+        // Blocks are handed out in turn, not dealt in advance: a thread the machine delays for a
+        // while then takes fewer blocks instead of leaving the others idle at the end. Each block
+        // draws from its own keystream, so which thread runs it changes no bit.
+        let nextBlock = Atomic<Int>(0)
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            while case let block = nextBlock.wrappingAdd(1, ordering: .relaxed).oldValue, block < blocks {
                 let range = (block * blockSize)..<min(count, (block + 1) * blockSize)
                 // ≈ 0.77 words per draw (6 bytes per proposal, more on the slow path): a block reads about
                 // 12 chunks of 4096 words (32 KiB).
