@@ -114,6 +114,9 @@ static void ctr_vaes(uint8_t *out, size_t bytes, const __m128i round_keys[15], c
             OPENSSL_cleanse(last, sizeof last);
         }
     }
+    // The broadcast round keys are spilled to the stack (the calls above clobber registers):
+    // wiped like the caller's schedule.
+    OPENSSL_cleanse(keys, sizeof keys);
 }
 
 static int vaes;
