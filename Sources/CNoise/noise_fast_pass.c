@@ -44,6 +44,13 @@ size_t dpft_noise_fast_pass(float *restrict values, const void *restrict keystre
     float limit = normal_grid ? fits_limit : 0;
     float inverse = normal_grid ? (float)inverse_spacing : 1, step = normal_grid ? (float)spacing : 1;
     uint8_t outside[DPFT_NOISE_PASS + 8];
+    // Asks for the values eight passes on (8 KiB ahead, a 64-byte line per 16 floats): the value
+    // loads below otherwise wait on memory when a step's gradient is far larger than the caches
+    // (GPT-2 small's 124 M coordinates: 1.76 → 1.63 CPU ns per draw, medians of 12 alternated
+    // calls on one core of the 2-core AMD EPYC). The address is formed as an integer because it
+    // may lie past the end of `values`; a prefetch never faults.
+    uintptr_t ahead = (uintptr_t)values + 8 * count * sizeof(float);
+    for (size_t l = 0; l < count; l += 16) __builtin_prefetch((const void *)(ahead + l * sizeof(float)), 1, 3);
     // Four vectors in flight hide the table gather's latency. One AMD EPYC core, from L1: the
     // double version 1.21 ns per coordinate; this loop 1.86 as clang interleaves it by default,
     // 0.95 with four.
