@@ -59,9 +59,9 @@ struct NoiseSamplerTests {
         #expect(Self.draws.filter { abs($0) > 6 }.count <= 1)  // Poisson(0.002): P(≥ 2) ≈ 2·10⁻⁶
     }
 
-    /// The tail branch alone (z > r ≈ 4.04): 10⁶ draws beyond 4.5σ, 5σ, 6σ vs Q(t)/Q(r)
-    /// (expected 1.27·10⁵, 1.07·10⁴, 36.7), within 4 binomial standard deviations, and beyond 7σ
-    /// at most 3 (expected 0.05).
+    /// The tail branch alone (z > r ≈ 4.22): 10⁶ draws beyond 4.5σ, 5σ, 6σ vs Q(t)/Q(r)
+    /// (expected 2.74·10⁵, 2.31·10⁴, 79.5), within 4 binomial standard deviations, and beyond 7σ
+    /// at most 3 (expected 0.10).
     @Test func tailBranchMassBeyondFourAndAHalfFiveSixSigma() {
         var words = KeystreamWords(key: .init(data: [UInt8](repeating: 7, count: 32)), stream: 7, block: 0, chunkWords: 100_000)
         let r = NoiseGrid(standardDeviation: 1).ziggurat.r
@@ -81,7 +81,7 @@ struct NoiseSamplerTests {
     }
 
     /// No cap: uniforms keep full resolution near 0, so a run of zero keystream words reaches
-    /// 2⁻¹²⁹ (53-bit uniforms stop at 2⁻⁵³) and the tail reaches past 26σ (r + 128·ln 2/r;
+    /// 2⁻¹²⁹ (53-bit uniforms stop at 2⁻⁵³) and the tail reaches past 25σ (r + 128·ln 2/r ≈ 25.3;
     /// Box–Muller on 53-bit uniforms: 8.57σ).
     @Test func tailsAreNotCapped() {
         var words = KeystreamWords(fixedWords: [0, 0, 1 << 63])
@@ -89,7 +89,7 @@ struct NoiseSamplerTests {
         words = KeystreamWords(fixedWords: [0, 0, 1 << 63] + [UInt64](repeating: 0, count: 7) + [1 << 63])
         let r = NoiseGrid(standardDeviation: 1).ziggurat.r
         let z = r + GaussianSampler.tailExcess(beyond: r, words: &words)
-        #expect(z > 26, "tail draw \(z)")
+        #expect(z > 25, "tail draw \(z)")
     }
 
     /// Neighbouring draws are independent: (a − b)/√2 and (a + b)/√2 over 5·10⁵ disjoint pairs
@@ -231,14 +231,14 @@ struct NoiseSamplerTests {
                 raw.storeBytes(of: tag.littleEndian, toByteOffset: 4 * count + 2 * j, as: UInt16.self)
             }
         }
-        // Tags: box in bits 0–9, sign 10, half 11, the cell's low four bits 12–15.
-        set(3, bits: .max, tag: 0xF000)  // box 0's last cell: the tail zone
-        set(4, bits: 0, tag: 0x0805)  // product 0: low bits below the cells
+        // Tags: box in bits 0–10, sign 11, half 12, the cell's low three bits 13–15.
+        set(3, bits: .max, tag: 0xE000)  // box 0's last cell: the tail zone
+        set(4, bits: 0, tag: 0x1005)  // product 0: low bits below the cells
         let wedge = UInt64(ziggurat.inner[9])  // box 9's first cell outside the rectangle
-        set(5, bits: UInt32((((wedge << 36) + (1 << 35)) / ziggurat.cells[9]) >> 4), tag: 0x0409)
-        set(6, bits: 0, tag: 0x1405)  // box 5, cell 0 (cell bits 1), negative, lower half: k = −0
-        set(7, bits: 1 << 22, tag: 0x0806)  // rectangle cells for the inputs either side of 2³⁰
-        set(8, bits: 1 << 24, tag: 0x0407)
+        set(5, bits: UInt32((((wedge << 35) + (1 << 34)) / ziggurat.cells[9]) >> 3), tag: 0x0809)
+        set(6, bits: 0, tag: 0x2805)  // box 5, cell 0 (cell bits 1), negative, lower half: k = −0
+        set(7, bits: 1 << 22, tag: 0x1006)  // rectangle cells for the inputs either side of 2³⁰
+        set(8, bits: 1 << 24, tag: 0x0807)
         var inputs = (0..<count).map { j -> Float in
             let base = Float(source.nextUniform() - 0.5)
             return j % 17 == 0 ? base * 3e16 : j % 5 == 0 ? base * 1e-6 : base
@@ -328,29 +328,30 @@ struct NoiseSamplerTests {
         #expect(differing.isEmpty, "coordinates \(differing) differ")
     }
 
-    /// The slow path finishes Lemire's draw: a product whose low 36 bits fall below 2³⁶ mod
-    /// cells is redrawn from the next word (36 bits), and the cell that word gives, a rectangle
+    /// The slow path finishes Lemire's draw: a product whose low 35 bits fall below 2³⁵ mod
+    /// cells is redrawn from the next word (35 bits), and the cell that word gives, a rectangle
     /// cell here, yields k = ±(cell + half).
     @Test func settleRedrawsARejectedCellFromTheNextWord() {
         let ziggurat = NoiseGrid(standardDeviation: 1).ziggurat
-        let box = 7, cells = ziggurat.cells[box], threshold = (1 << 36) % cells
+        let box = 7, cells = ziggurat.cells[box], threshold = (1 << 35) % cells
         #expect(threshold > 0)
         let cell: UInt64 = 1234
-        let bits = ((cell << 36) + threshold + cells - 1) / cells  // the first value whose product's low bits reach the threshold
-        var words = KeystreamWords(fixedWords: [bits << 28])
+        let bits = ((cell << 35) + threshold + cells - 1) / cells  // the first value whose product's low bits reach the threshold
+        var words = KeystreamWords(fixedWords: [bits << 29])
         // Proposal: cell bits 0 (product 0, rejected), box 7, negative, upper half.
-        let k = GaussianSampler.settle(0xC00 | UInt64(box), ziggurat: ziggurat, words: &words)
+        let k = GaussianSampler.settle(0x1800 | UInt64(box), ziggurat: ziggurat, words: &words)
         #expect(k == -Double(cell + 1))
     }
 
     /// The grid ziggurat's boxes, recomputed in 80-bit precision from the integer table: each
     /// covers the curve at its bottom (M_i/s ≥ f⁻¹(y_i)); every rectangle cell lies under the
     /// curve at its box's top (L_i/s ≤ f⁻¹(y_{i+1})); the stack passes the mode only in its last
-    /// box; the tail zone holds the tail's area. For the noise's scales ≈ 99.57 % of proposals
-    /// are rectangle cells and r is the continuous 1024-box ziggurat's 4.0388498461095045 to
+    /// box; the tail zone holds the tail's area. For the noise's scales ≈ 99.77 % of proposals
+    /// are rectangle cells and r is the continuous 2048-box ziggurat's 4.2163704095118969 to
     /// within a cell (Marsaglia & Tsang's equations, solved by bisection in 40-digit mpmath:
-    /// v = r·f(r) + T(r), x_{i+1} = f⁻¹(f(x_i) + v/x_i) from x₁ = r, f(x_1023) + v/x_1023 = 1;
-    /// the same recursion with 256 boxes gives their published 3.6541528853610088).
+    /// v = r·f(r) + T(r), x_{i+1} = f⁻¹(f(x_i) + v/x_i) from x₁ = r, f(x_2047) + v/x_2047 = 1,
+    /// `tools/ziggurat_r.py`; the same recursion with 256 boxes gives their published
+    /// 3.6541528853610088).
     @Test func gridZigguratCoversTheCurveWithEqualBoxes() {
         #if arch(x86_64)
         for s in [1.0, 2.5, 7.3, 0x1p22, 0x1p23 - 1, 5_123_456.789] {
@@ -375,8 +376,8 @@ struct NoiseSamplerTests {
             #expect(z.tailAcceptance > 0 && z.tailAcceptance < 1)
             if s > 1000 {
                 let rectangles = zip(z.inner, z.cells).reduce(0.0) { $0 + Double($1.0) / Double($1.1) } / Double(GridZiggurat.boxes)
-                #expect(rectangles > 0.9955 && rectangles < 0.9960, "s = \(s): rectangle share \(rectangles)")
-                #expect(abs(z.r - 4.0388498461095045) < 1e-5, "s = \(s): r = \(z.r)")
+                #expect(rectangles > 0.9976 && rectangles < 0.9979, "s = \(s): rectangle share \(rectangles)")
+                #expect(abs(z.r - 4.2163704095118969) < 1e-5, "s = \(s): r = \(z.r)")
             }
         }
         #endif
@@ -393,7 +394,7 @@ struct NoiseSamplerTests {
     }
 
     /// The grid ziggurat's distribution worked out from its table, without sampling, equals the
-    /// rounded Gaussian's: per box (each chosen with probability 1/1024) a rectangle cell gives
+    /// rounded Gaussian's: per box (each chosen with probability 1/2048) a rectangle cell gives
     /// half its 1/M_i to k = c and half to k = c + 1, a wedge cell the integral of its
     /// acceptance probability over each half (20-point Gauss–Legendre on pieces where it is
     /// smooth), the tail zone its acceptance times the tail rounded to the grid. Normalised,

@@ -10,9 +10,9 @@
 /// The common path of the noise sampler (GaussianSampler.fastPass in Swift, whose doc comment
 /// has the construction). Proposal j (< count ≤ DPFT_NOISE_PASS) reads `bits`, the
 /// little-endian 32-bit integer at byte 4j of `keystream`, and `tag`, the 16-bit one at byte
-/// 4·count + 2j: box = tag & 0x3FF (bounds has 1024 entries), sign = bit 10, half = bit 11,
-/// and with bounds[box] = cells | inner << 32 the cell is (bits·2⁴ + tag >> 12)·cells >> 36
-/// (Lemire). When the product's low 36 bits are ≥ cells and cell < inner it sets
+/// 4·count + 2j: box = tag & 0x7FF (bounds has 2048 entries), sign = bit 11, half = bit 12,
+/// and with bounds[box] = cells | inner << 32 the cell is (bits·2³ + tag >> 13)·cells >> 35
+/// (Lemire). When the product's low 35 bits are ≥ cells and cell < inner it sets
 ///     values[j] = (float)((roundeven(values[j] * inverse_spacing) ± (cell + half)) * spacing) * scale
 /// (a zero sum gives +0, as GaussianSampler.roundToEven's snapping does)
 /// and otherwise leaves values[j] and appends j to `pending_index` and bits << 32 | tag to

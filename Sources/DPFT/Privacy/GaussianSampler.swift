@@ -35,7 +35,7 @@ import Synchronization
 ///
 /// **The sampler: a ziggurat laid on the grid.** A ziggurat (Marsaglia & Tsang, "The Ziggurat
 /// Method for Generating Random Variables", J. Statistical Software 5(8), 2000) covers the
-/// half-density f with 1024 boxes of equal area and samples uniformly from their union,
+/// half-density f with 2048 boxes of equal area and samples uniformly from their union,
 /// rejecting points above the curve. Here every box is a whole number of grid *cells* wide
 /// (cell c is [c, c + 1)/s), so that in the common case the rounding to the grid is exact
 /// integer arithmetic (`GridZiggurat`, built per grid):
@@ -45,13 +45,13 @@ import Synchronization
 /// - Box i ≥ 1 starts where box i − 1 ends, at height y_i; it is M_i cells wide, the fewest
 ///   that cover the curve at y_i (M_i ≥ s·f⁻¹(y_i)), and M₀·f(r)/M_i high. So every box has
 ///   area exactly M₀·f(r)/s. R is the largest whole number for which the stack reaches the mode.
-/// - A proposal is 48 keystream bits: 10 pick the box, 1 the sign, 1 the half of the cell, 36
+/// - A proposal is 48 keystream bits: 11 pick the box, 1 the sign, 1 the half of the cell, 35
 ///   the cell c ∈ {0, …, M_i − 1} by Lemire's multiply-shift ("Fast Random Integer Generation
 ///   in an Interval", ACM TOMACS 2019), which is exactly uniform (it redraws the few values
 ///   that would bias it).
 /// - When the cell lies wholly under the curve (c < L_i, the cells left of f⁻¹(y_{i+1})),
 ///   k = ±(c + half): the point is uniform in its cell, so the half it falls in is a fair bit
-///   independent of the cell, and that half alone decides round(s·z). That is ≈ 99.57 % of
+///   independent of the cell, and that half alone decides round(s·z). That is ≈ 99.75 % of
 ///   proposals, and their probabilities are exact rationals: no floating-point operation
 ///   touches them (`dpft_noise_fast_pass`, vector code).
 /// - Otherwise (`settle`): a wedge cell takes 53 more bits for the point's position in the
@@ -75,7 +75,7 @@ import Synchronization
 /// with s·a a double a few ulps off (< 2²⁵, so ≲ 2⁻²⁷ of a cell): mass moves between
 /// neighbouring points beyond r by that much. So every grid point's probability is the exact
 /// rounded-Gaussian one within a relative η ≲ 2⁻⁴⁵ for |k| < R and ≲ 2⁻²⁷ beyond, where
-/// 5.4·10⁻⁵ of the draws land (r ≈ 4.04). (The ziggurat this replaced rounded 53-bit positions
+/// 2.5·10⁻⁵ of the draws land (r ≈ 4.22). (The ziggurat this replaced rounded 53-bit positions
 /// in double precision: η ≲ 2⁻²⁶ at every point.)
 ///
 /// **Cost.** Six keystream bytes per proposal (AES-256-CTR, `dpft_aes256ctr_keystream`: ≈ 15
@@ -104,13 +104,13 @@ import Synchronization
 /// - The residual η above. No published attack uses such differences (they need outputs of
 ///   zero probability). A bound on the extra privacy loss they allow is 2η per coordinate, so
 ///   per step 2⁻⁴⁴·d plus 2⁻²⁶ per coordinate beyond r: for GPT-2 small (d ≈ 1.24·10⁸, on
-///   average 6.7·10³ coordinates beyond r) ≈ 7·10⁻⁶ + 1·10⁻⁴ (the old sampler's bound, 2⁻²⁵·d,
+///   average 3.1·10³ coordinates beyond r) ≈ 7·10⁻⁶ + 5·10⁻⁵ (the old sampler's bound, 2⁻²⁵·d,
 ///   was 3.7); not a tight bound. The exact alternatives — the discrete Gaussian sampled
 ///   with integer arithmetic (Canonne, Kamath & Steinke, "The Discrete Gaussian for
 ///   Differential Privacy", NeurIPS 2020), convolution samplers (Micciancio & Walter,
 ///   "Gaussian Sampling over the Integers", CRYPTO 2017) or interval refining — cost far more
 ///   random bits or time per draw than 2 % of a step allows.
-/// - Timing and cache side channels: the slow path (≈ 0.43 % of proposals) and the table
+/// - Timing and cache side channels: the slow path (≈ 0.25 % of proposals) and the table
 ///   lookups depend on the noise, not on the data; an observer who times or watches
 ///   individual draws could learn noise values (Jin et al., part 2). Only the whole step's
 ///   time is visible to a normal user, summed over millions of draws.
@@ -134,7 +134,7 @@ enum GaussianSampler {
     /// drawn from `words` (the product with `scale`, the step's division by its batch size, is
     /// post-processing of the rounded noisy value, fused to save a pass), in passes of
     /// `passSize` coordinates: `fastPass` gives each coordinate its own proposal and settles the
-    /// ≈ 99.57 % that fall in a rectangle cell; the rest continue the same draw (`settle`) with
+    /// ≈ 99.75 % that fall in a rectangle cell; the rest continue the same draw (`settle`) with
     /// the words that follow the pass. Every word is read once, so each coordinate's k is an
     /// independent draw, as in a one-at-a-time loop; separating the rare slow path lets the
     /// common one run as vector code without branches (`dpft_noise_fast_pass`).
@@ -192,28 +192,28 @@ enum GaussianSampler {
         return bytes(at: 4 * j, 4) << 32 | bytes(at: 4 * count + 2 * j, 2)
     }
 
-    /// A proposal's fields: tag bits 0–9 the box, 10 the sign, 11 the half, 12–15 the low four
-    /// of the 36 cell bits; bits 32–63 their high 32. (Bits 16–31 are not read.)
+    /// A proposal's fields: tag bits 0–10 the box, 11 the sign, 12 the half, 13–15 the low three
+    /// of the 35 cell bits; bits 32–63 their high 32. (Bits 16–31 are not read.)
     @inline(__always)
-    static func box(_ proposal: UInt64) -> Int { Int(truncatingIfNeeded: proposal & 0x3FF) }
+    static func box(_ proposal: UInt64) -> Int { Int(truncatingIfNeeded: proposal & 0x7FF) }
     @inline(__always)
-    static func signBit(_ proposal: UInt64) -> UInt64 { (proposal & 0x400) << 53 }
+    static func signBit(_ proposal: UInt64) -> UInt64 { (proposal & 0x800) << 52 }
     /// ±magnitude by the proposal's sign bit (set into the Double's sign, as the C kernel does).
     @inline(__always)
     static func signed(_ magnitude: Double, by proposal: UInt64) -> Double {
         Double(bitPattern: magnitude.bitPattern | signBit(proposal))
     }
     @inline(__always)
-    static func half(_ proposal: UInt64) -> UInt64 { (proposal >> 11) & 1 }
+    static func half(_ proposal: UInt64) -> UInt64 { (proposal >> 12) & 1 }
     @inline(__always)
-    static func cellBits(_ proposal: UInt64) -> UInt64 { (proposal >> 32) << 4 | (proposal >> 12) & 0xF }
+    static func cellBits(_ proposal: UInt64) -> UInt64 { (proposal >> 32) << 3 | (proposal >> 13) & 0x7 }
 
-    /// Lemire's product of 36 random bits and a box's cell count: the cell is its top bits
-    /// (`product >> 36`); it is exactly uniform when the low 36 bits are ≥ 2³⁶ mod cells, and
+    /// Lemire's product of 35 random bits and a box's cell count: the cell is its top bits
+    /// (`product >> 35`); it is exactly uniform when the low 35 bits are ≥ 2³⁵ mod cells, and
     /// certainly so when they are ≥ cells (the fast path's test).
     @inline(__always)
     static func lemireProduct(_ bits: UInt64, cells: UInt64) -> UInt64 { bits * cells }
-    static let cellBitCount: UInt64 = 36
+    static let cellBitCount: UInt64 = 35
     static let lowMask: UInt64 = (1 << cellBitCount) - 1
 
     /// k for a proposal the fast path accepts (a rectangle cell, with its Lemire draw accepted
@@ -317,13 +317,13 @@ struct NoiseGrid {
     }
 }
 
-/// The ziggurat of f(z) = exp(−z²/2) on the grid of scale s: 1024 boxes of area exactly
+/// The ziggurat of f(z) = exp(−z²/2) on the grid of scale s: 2048 boxes of area exactly
 /// M₀·f(r)/s, each a whole number of cells (width 1/s) wide (`GaussianSampler` has the
 /// construction). Margins of 10⁻³ cell keep the double-precision edges on the safe side: a box
 /// covers the curve at its bottom, and a cell counted as a rectangle cell lies under the curve
 /// at its box's top, for the exact heights.
 struct GridZiggurat: Sendable {
-    static let boxes = 1024
+    static let boxes = 2048
     static let margin = 1e-3
 
     /// s.
@@ -337,9 +337,9 @@ struct GridZiggurat: Sendable {
     let inner: [UInt64]
     /// M_i | L_i << 32 per box (the C kernel's table).
     let bounds: [UInt64]
-    /// 2³⁶ mod M_i: Lemire's draw keeps a product whose low 36 bits reach it.
+    /// 2³⁵ mod M_i: Lemire's draw keeps a product whose low 35 bits reach it.
     let lemireThreshold: [UInt64]
-    /// y_i: box i's bottom (y₀ = 0); y₁₀₂₄ ≥ 1 is the top of the last box.
+    /// y_i: box i's bottom (y₀ = 0); y₂₀₄₈ ≥ 1 is the top of the last box.
     let bottom: [Double]
     /// Box i's height: f(r) for the base, M₀·f(r)/M_i above it.
     let height: [Double]
@@ -349,7 +349,7 @@ struct GridZiggurat: Sendable {
     /// The stack with the largest R that reaches the mode (bisection: the stack for R = 1
     /// reaches it, the one for r = 4.5 does not).
     init(scale s: Double) {
-        // M₀ < 4.3·s < 2²⁸ keeps Lemire's 36-bit products below 2⁶⁴. The step's grids have
+        // M₀ < 4.5·s < 2²⁸ keeps Lemire's 35-bit products below 2⁶³. The step's grids have
         // s < 2²³ + σ√d, so this holds unless σ√d (the snapping's extra noise, in grid units)
         // tops 2²⁴: noise eight times the σΔ asked for.
         precondition(s >= 1 && s < 0x1p25, "the grid ziggurat needs a scale in [1, 2²⁵)")
@@ -373,7 +373,7 @@ struct GridZiggurat: Sendable {
     }
 
     /// The most recently built ziggurat, which every step of a run asks for again (the same σ, Δ
-    /// and d give the same s): building one takes ≈ 1 ms of bisection over 1024-box stacks, ≈ 15 %
+    /// and d give the same s): building one takes ≈ 1 ms of bisection over 2048-box stacks, ≈ 15 %
     /// of the reference GPT's noise.
     private static let last = Mutex<GridZiggurat?>(nil)
 
