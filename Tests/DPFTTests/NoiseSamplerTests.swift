@@ -231,12 +231,13 @@ struct NoiseSamplerTests {
                 raw.storeBytes(of: tag.littleEndian, toByteOffset: 4 * count + 2 * j, as: UInt16.self)
             }
         }
-        // Tags: box in bits 0–10, sign 11, half 12, the cell's low three bits 13–15.
+        // Tags: box in bits 0–10, sign 11, half 12, the high three of the 35 cell bits 13–15.
         set(3, bits: .max, tag: 0xE000)  // box 0's last cell: the tail zone
         set(4, bits: 0, tag: 0x1005)  // product 0: low bits below the cells
         let wedge = UInt64(ziggurat.inner[9])  // box 9's first cell outside the rectangle
-        set(5, bits: UInt32((((wedge << 35) + (1 << 34)) / ziggurat.cells[9]) >> 3), tag: 0x0809)
-        set(6, bits: 0, tag: 0x2805)  // box 5, cell 0 (cell bits 1), negative, lower half: k = −0
+        let middle = ((wedge << 35) + (1 << 34)) / ziggurat.cells[9]  // 35 bits in the cell's middle
+        set(5, bits: UInt32(truncatingIfNeeded: middle), tag: 0x0809 | UInt16(middle >> 32) << 13)
+        set(6, bits: 1, tag: 0x0805)  // box 5, cell 0 (cell bits 1), negative, lower half: k = −0
         set(7, bits: 1 << 22, tag: 0x1006)  // rectangle cells for the inputs either side of 2³⁰
         set(8, bits: 1 << 24, tag: 0x0807)
         var inputs = (0..<count).map { j -> Float in

@@ -11,14 +11,14 @@
 /// has the construction). Proposal j (< count ≤ DPFT_NOISE_PASS) reads `bits`, the
 /// little-endian 32-bit integer at byte 4j of `keystream`, and `tag`, the 16-bit one at byte
 /// 4·count + 2j: box = tag & 0x7FF (bounds has 2048 entries), sign = bit 11, half = bit 12,
-/// and with bounds[box] = cells | inner << 32 the cell is (bits·2³ + tag >> 13)·cells >> 35
+/// and with bounds[box] = cells | inner << 32 the cell is ((tag >> 13)·2³² + bits)·cells >> 35
 /// (Lemire). When the product's low 35 bits are ≥ cells and cell < inner it sets
 ///     values[j] = (float)((roundeven(values[j] * inverse_spacing) ± (cell + half)) * spacing) * scale
 /// (a zero sum gives +0, as GaussianSampler.roundToEven's snapping does)
 /// and otherwise leaves values[j] and appends j to `pending_index` and bits << 32 | tag to
 /// `pending_proposal`. It computes the sum in 32-bit integers, so it also lists (and leaves) a
 /// coordinate whose |values[j]·inverse_spacing| is not below 2³⁰ or is NaN, and every
-/// coordinate when spacing is outside [2⁻¹²⁶, 2⁹⁶]: the caller
+/// coordinate when spacing is outside [2⁻¹²⁶, 2⁹⁶] or spacing·scale is not exact in float: the caller
 /// finishes those in double precision, where a proposal the test above accepts reads no more
 /// keystream. Returns how many were appended. The float product with `scale` comes after
 /// the noisy value's rounding to float: a later pass `values[j] *= scale` gives the same bits.

@@ -80,7 +80,7 @@ import Synchronization
 ///
 /// **Cost.** Six keystream bytes per proposal (AES-256-CTR, `dpft_aes256ctr_keystream`: ≈ 15
 /// GB/s per core with VAES, 7.7 from OpenSSL's libcrypto, on the 2-core AMD EPYC of DESIGN.md
-/// §8) and one 64-bit table gather. `make bench` prints the time per draw and the share of a
+/// §8) and one 64-bit table lookup. `make bench` prints the time per draw and the share of a
 /// private full step (the budget is 2 %). The noise is a fixed cost per coordinate while the
 /// step's arithmetic grows with the batch.
 ///
@@ -192,8 +192,8 @@ enum GaussianSampler {
         return bytes(at: 4 * j, 4) << 32 | bytes(at: 4 * count + 2 * j, 2)
     }
 
-    /// A proposal's fields: tag bits 0–10 the box, 11 the sign, 12 the half, 13–15 the low three
-    /// of the 35 cell bits; bits 32–63 their high 32. (Bits 16–31 are not read.)
+    /// A proposal's fields: tag bits 0–10 the box, 11 the sign, 12 the half, 13–15 the high three
+    /// of the 35 cell bits; bits 32–63 their low 32. (Bits 16–31 are not read.)
     @inline(__always)
     static func box(_ proposal: UInt64) -> Int { Int(truncatingIfNeeded: proposal & 0x7FF) }
     @inline(__always)
@@ -206,7 +206,7 @@ enum GaussianSampler {
     @inline(__always)
     static func half(_ proposal: UInt64) -> UInt64 { (proposal >> 12) & 1 }
     @inline(__always)
-    static func cellBits(_ proposal: UInt64) -> UInt64 { (proposal >> 32) << 3 | (proposal >> 13) & 0x7 }
+    static func cellBits(_ proposal: UInt64) -> UInt64 { (proposal >> 13 & 0x7) << 32 | proposal >> 32 }
 
     /// Lemire's product of 35 random bits and a box's cell count: the cell is its top bits
     /// (`product >> 35`); it is exactly uniform when the low 35 bits are ≥ 2³⁵ mod cells, and
