@@ -70,15 +70,15 @@ size_t dpft_noise_fast_pass(float *restrict values, const void *restrict keystre
     for (; looked_count + 4 <= count; looked_count += 4) {
         uint64_t four;
         memcpy(&four, tags + 2 * looked_count, 8);
-        v4u64 entries = {bounds[four & 0x7FF], bounds[(four >> 16) & 0x7FF], bounds[(four >> 32) & 0x7FF],
-                         bounds[(four >> 48) & 0x7FF]};
+        v4u64 entries = {bounds[four & DPFT_NOISE_BOX_MASK], bounds[(four >> 16) & DPFT_NOISE_BOX_MASK],
+                         bounds[(four >> 32) & DPFT_NOISE_BOX_MASK], bounds[(four >> 48) & DPFT_NOISE_BOX_MASK]};
         memcpy(looked + looked_count, &entries, sizeof entries);
     }
 #pragma clang loop vectorize(disable)
     for (; looked_count < count; looked_count++) {  // the last pass's last three at most
         uint16_t tag;
         memcpy(&tag, tags + 2 * looked_count, 2);
-        looked[looked_count] = bounds[tag & 0x7FF];
+        looked[looked_count] = bounds[tag & DPFT_NOISE_BOX_MASK];
     }
     // Four vectors in flight: with clang's default interleaving this loop ran ≈ 4 % slower.
 #pragma clang loop interleave_count(4)
@@ -97,11 +97,11 @@ size_t dpft_noise_fast_pass(float *restrict values, const void *restrict keystre
         // lane, the rest in 32-bit lanes (the form bits·2³ + tag's top three took twice the
         // 64-bit operations: 1.47 → 1.45 CPU ns per draw).
         uint64_t p = (uint64_t)bits * cells;
-        uint32_t q = (uint32_t)(p >> 32) + (uint32_t)(tag >> 13) * cells;
+        uint32_t q = (uint32_t)(p >> 32) + (uint32_t)(tag >> DPFT_NOISE_CELL_TOP_SHIFT) * cells;
         uint32_t cell = q >> 3;  // < cells
         int lemire = ((q & 7) != 0) | ((uint32_t)p >= cells);
-        int32_t magnitude = (int32_t)(cell + ((tag >> 12) & 1));
-        int32_t k = (tag & 0x800) ? -magnitude : magnitude;
+        int32_t magnitude = (int32_t)(cell + ((tag >> DPFT_NOISE_HALF_BIT) & 1));
+        int32_t k = (tag >> DPFT_NOISE_SIGN_BIT & 1) ? -magnitude : magnitude;
         float scaled = values[j] * inverse;  // exact, or below 2⁻¹²⁶ where it snaps to 0 anyway
         int fits = fabsf(scaled) < limit;    // false for NaN
         int32_t sum = (fits ? (int32_t)__builtin_rintf(scaled) : 0) + k;

@@ -192,21 +192,27 @@ enum GaussianSampler {
         return bytes(at: 4 * j, 4) << 32 | bytes(at: 4 * count + 2 * j, 2)
     }
 
-    /// A proposal's fields: tag bits 0–10 the box, 11 the sign, 12 the half, 13–15 the high three
-    /// of the 35 cell bits; bits 32–63 their low 32. (Bits 16–31 are not read.)
+    /// A proposal's fields. Its low 16 bits are the tag, laid out as CNoise.h's
+    /// `DPFT_NOISE_BOX_MASK`, `…_SIGN_BIT`, `…_HALF_BIT` and `…_CELL_TOP_SHIFT` say (the C kernel
+    /// reads the same constants): the box, the sign, the half and the high three of the 35 cell
+    /// bits; bits 32–63 are the low 32 cell bits. (Bits 16–31 are not read.)
+    private static var boxMask: UInt64 { UInt64(DPFT_NOISE_BOX_MASK) }
+    private static var signShift: UInt64 { UInt64(DPFT_NOISE_SIGN_BIT) }
+    private static var halfShift: UInt64 { UInt64(DPFT_NOISE_HALF_BIT) }
+    private static var cellTopShift: UInt64 { UInt64(DPFT_NOISE_CELL_TOP_SHIFT) }
     @inline(__always)
-    static func box(_ proposal: UInt64) -> Int { Int(truncatingIfNeeded: proposal & 0x7FF) }
+    static func box(_ proposal: UInt64) -> Int { Int(truncatingIfNeeded: proposal & boxMask) }
     @inline(__always)
-    static func signBit(_ proposal: UInt64) -> UInt64 { (proposal & 0x800) << 52 }
+    static func signBit(_ proposal: UInt64) -> UInt64 { (proposal >> signShift & 1) << 63 }
     /// ±magnitude by the proposal's sign bit (set into the Double's sign, as the C kernel does).
     @inline(__always)
     static func signed(_ magnitude: Double, by proposal: UInt64) -> Double {
         Double(bitPattern: magnitude.bitPattern | signBit(proposal))
     }
     @inline(__always)
-    static func half(_ proposal: UInt64) -> UInt64 { (proposal >> 12) & 1 }
+    static func half(_ proposal: UInt64) -> UInt64 { (proposal >> halfShift) & 1 }
     @inline(__always)
-    static func cellBits(_ proposal: UInt64) -> UInt64 { (proposal >> 13 & 0x7) << 32 | proposal >> 32 }
+    static func cellBits(_ proposal: UInt64) -> UInt64 { (proposal >> cellTopShift & 0x7) << 32 | proposal >> 32 }
 
     /// Lemire's product of 35 random bits and a box's cell count: the cell is its top bits
     /// (`product >> 35`); it is exactly uniform when the low 35 bits are ≥ 2³⁵ mod cells, and
@@ -323,7 +329,7 @@ struct NoiseGrid {
 /// covers the curve at its bottom, and a cell counted as a rectangle cell lies under the curve
 /// at its box's top, for the exact heights.
 struct GridZiggurat: Sendable {
-    static let boxes = 2048
+    static let boxes = Int(DPFT_NOISE_BOX_MASK) + 1
     static let margin = 1e-3
 
     /// s.
