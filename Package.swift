@@ -30,7 +30,10 @@ let package = Package(
         // The DP noise sampler's C parts: its vectorised common path (GaussianSampler.fastPass),
         // one build per x86-64 level picked at load time, and its AES-256-CTR keystream through
         // OpenSSL's libcrypto (AES-NI and VAES code where the CPU has them).
-        .target(name: "CNoise", linkerSettings: [.linkedLibrary("crypto")]),
+        // Optimised in debug builds too: the suite's bit-for-bit tests then hold the vectorised
+        // kernel that release builds run to Swift's one-at-a-time draw, not an -O0 scalar one.
+        .target(name: "CNoise", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))],
+                linkerSettings: [.linkedLibrary("crypto")]),
         // tanh and exp over arrays through glibc's vector math library (GELU, softmax, SiLU).
         .target(name: "CVectorMath", linkerSettings: [.linkedLibrary("mvec"), .linkedLibrary("m")]),
         // The C ABI of compiled grouping plugins (a header only; DESIGN.md §4).
