@@ -32,6 +32,14 @@
 // same. 32-bit lanes do less vector work per coordinate than the doubles they replace.
 static const float fits_limit = 0x1p30f;
 
+// The tag's fields fill its 16 bits exactly; the cell's top bits are few enough that
+// q = ⌊p/2³²⌋ + top·cells below stays under 2³² (top < 2³, cells < 2²⁸).
+_Static_assert(DPFT_NOISE_CELL_TOP_SHIFT + (DPFT_NOISE_CELL_BITS - 32) == 16, "tag fields must fill 16 bits");
+_Static_assert(DPFT_NOISE_CELL_BITS - 32 <= 3, "q < 2³² needs at most three top cell bits");
+_Static_assert(DPFT_NOISE_SIGN_BIT < DPFT_NOISE_HALF_BIT && DPFT_NOISE_HALF_BIT < DPFT_NOISE_CELL_TOP_SHIFT
+               && DPFT_NOISE_BOX_MASK < (1 << DPFT_NOISE_SIGN_BIT), "tag fields overlap");
+enum { top_bits = DPFT_NOISE_CELL_BITS - 32 };
+
 // Four table entries, built in vector registers (see the lookup loop).
 typedef uint64_t v4u64 __attribute__((vector_size(32), aligned(8)));
 
@@ -98,8 +106,8 @@ size_t dpft_noise_fast_pass(float *restrict values, const void *restrict keystre
         // 64-bit operations: 1.47 → 1.45 CPU ns per draw).
         uint64_t p = (uint64_t)bits * cells;
         uint32_t q = (uint32_t)(p >> 32) + (uint32_t)(tag >> DPFT_NOISE_CELL_TOP_SHIFT) * cells;
-        uint32_t cell = q >> 3;  // < cells
-        int lemire = ((q & 7) != 0) | ((uint32_t)p >= cells);
+        uint32_t cell = q >> top_bits;  // < cells
+        int lemire = ((q & ((1u << top_bits) - 1)) != 0) | ((uint32_t)p >= cells);
         int32_t magnitude = (int32_t)(cell + ((tag >> DPFT_NOISE_HALF_BIT) & 1));
         int32_t k = (tag >> DPFT_NOISE_SIGN_BIT & 1) ? -magnitude : magnitude;
         float scaled = values[j] * inverse;  // exact, or below 2⁻¹²⁶ where it snaps to 0 anyway

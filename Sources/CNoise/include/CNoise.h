@@ -9,16 +9,18 @@
 
 /// A proposal's 16-bit tag, read by the kernel below and by GaussianSampler's field helpers in
 /// Swift: bits 0–10 pick one of the ziggurat's 2048 boxes, bit 11 is the sign, bit 12 the half
-/// of the cell, and bits 13–15 are the top three of the 35 cell bits.
+/// of the cell, and bits 13–15 are the top three of the 35 cell bits (the other 32 are a
+/// keystream word of their own).
 #define DPFT_NOISE_BOX_MASK 0x7FF
 #define DPFT_NOISE_SIGN_BIT 11
 #define DPFT_NOISE_HALF_BIT 12
 #define DPFT_NOISE_CELL_TOP_SHIFT 13
+#define DPFT_NOISE_CELL_BITS 35
 
 /// The common path of the noise sampler (GaussianSampler.fastPass in Swift, whose doc comment
 /// has the construction). Proposal j (< count ≤ DPFT_NOISE_PASS) reads `bits`, the
 /// little-endian 32-bit integer at byte 4j of `keystream`, and `tag`, the 16-bit one at byte
-/// 4·count + 2j (fields above; bounds has 2048 entries), and with bounds[box] = cells | inner << 32
+/// 4·count + 2j (fields above; bounds has DPFT_NOISE_BOX_MASK + 1 entries), and with bounds[box] = cells | inner << 32
 /// the cell is ((tag >> 13)·2³² + bits)·cells >> 35
 /// (Lemire). When the product's low 35 bits are ≥ cells and cell < inner it sets
 ///     values[j] = (float)((roundeven(values[j] * inverse_spacing) ± (cell + half)) * spacing) * scale

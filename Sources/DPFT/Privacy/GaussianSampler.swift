@@ -212,15 +212,17 @@ enum GaussianSampler {
     @inline(__always)
     static func half(_ proposal: UInt64) -> UInt64 { (proposal >> halfShift) & 1 }
     @inline(__always)
-    static func cellBits(_ proposal: UInt64) -> UInt64 { (proposal >> cellTopShift & 0x7) << 32 | proposal >> 32 }
+    static func cellBits(_ proposal: UInt64) -> UInt64 {
+        (proposal >> cellTopShift & ((1 << (cellBitCount - 32)) - 1)) << 32 | proposal >> 32
+    }
 
     /// Lemire's product of 35 random bits and a box's cell count: the cell is its top bits
     /// (`product >> 35`); it is exactly uniform when the low 35 bits are ≥ 2³⁵ mod cells, and
     /// certainly so when they are ≥ cells (the fast path's test).
     @inline(__always)
     static func lemireProduct(_ bits: UInt64, cells: UInt64) -> UInt64 { bits * cells }
-    static let cellBitCount: UInt64 = 35
-    static let lowMask: UInt64 = (1 << cellBitCount) - 1
+    static var cellBitCount: UInt64 { UInt64(DPFT_NOISE_CELL_BITS) }
+    static var lowMask: UInt64 { (1 << cellBitCount) - 1 }
 
     /// k for a proposal the fast path accepts (a rectangle cell, with its Lemire draw accepted
     /// without a division), or nil: the C kernel's arithmetic one coordinate at a time.
