@@ -46,6 +46,7 @@ static const float *tile_row(const float *a, long lda, long first, long r, long 
 }
 
 #define GRAM_MR 4
+#define GRAM_NR_MAX 4  // tile_avx512's NR; tile_avx2's is 3
 
 // out[r][c] = Σ_p rows[r][p]·cols[c][p] for p < kc: NR vector accumulators per row, summed
 // lane by lane along p (lane j takes p ≡ j mod width), the last kc mod width columns by a
@@ -120,11 +121,11 @@ typedef void (*tile_fn)(const float *const *, const float *const *, long, float 
 
 // Tiles of GRAM_MR rows × nr columns over the upper triangle, chunk by chunk along k; each
 // entry adds its chunks' sums in chunk order.
-static void gram_tiles(tile_fn tile, int nr, long n, long k, const float *a, long lda, float *c, long ldc) {
+static void gram_tiles(tile_fn tile, int nr /* ≤ GRAM_NR_MAX */, long n, long k, const float *a, long lda, float *c, long ldc) {
     for (long i = 0; i < n; i++) memset(c + i * ldc + i, 0, sizeof(float) * (size_t)(n - i));
     long chunk = chunk_columns(n);
-    float out[GRAM_MR * 4];
-    const float *rows[GRAM_MR], *cols[4];
+    float out[GRAM_MR * GRAM_NR_MAX];
+    const float *rows[GRAM_MR], *cols[GRAM_NR_MAX];
     for (long p0 = 0; p0 < k; p0 += chunk) {
         long kc = k - p0 < chunk ? k - p0 : chunk;
         for (long i0 = 0; i0 < n; i0 += GRAM_MR) {
